@@ -1,0 +1,134 @@
+//! The client side: accepting connections, the handshake and authentication, and the command
+//! loop of each client session.
+//!
+//! One tokio task per client connection. The shared state ([`Shared`]) is read through snapshots;
+//! nothing here holds a lock across an `.await`.
+
+mod auth;
+mod error;
+mod session;
+
+pub use error::ClientError;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::backend::ServerInfo;
+use crate::config::Config;
+
+/// A connection id the proxy hands to a client in its handshake (not a backend thread id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub u32);
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// State shared by all client sessions.
+#[derive(Debug)]
+pub struct Shared {
+    /// The running configuration; each statement loads one snapshot.
+    pub config: ArcSwap<Config>,
+    /// What the primary said about itself the last time the proxy connected to it.
+    pub primary_info: ArcSwapOption<ServerInfo>,
+    next_id: AtomicU32,
+    clients: AtomicU32,
+    per_user: Mutex<HashMap<String, u32>>,
+}
+
+impl Shared {
+    /// Shared state for a configuration.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: ArcSwap::from_pointee(config),
+            primary_info: ArcSwapOption::empty(),
+            next_id: AtomicU32::new(1),
+            clients: AtomicU32::new(0),
+            per_user: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn next_conn_id(&self) -> ConnId {
+        // Id 0 means "no connection" to some clients; skip it on wrap-around.
+        loop {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            if id != 0 {
+                return ConnId(id);
+            }
+        }
+    }
+
+    /// Client connections currently open.
+    pub fn client_count(&self) -> u32 {
+        self.clients.load(Ordering::Relaxed)
+    }
+
+    /// Counts a logged-in client against its user's limit; `false` when the limit is reached.
+    fn admit_user(&self, user: &str, limit: u32) -> bool {
+        let mut map = self.per_user.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = map.entry(user.to_owned()).or_insert(0);
+        if limit != 0 && *count >= limit {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    fn release_user(&self, user: &str) {
+        let mut map = self.per_user.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = map.get_mut(user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(user);
+            }
+        }
+    }
+}
+
+/// Releases a client's slot in the global count when the session ends, however it ends.
+struct ClientSlot(Arc<Shared>);
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.0.clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts clients until `shutdown` turns true, one task per connection.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Running out of file descriptors must not spin the loop.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let id = shared.next_conn_id();
+        let over_limit =
+            shared.clients.fetch_add(1, Ordering::Relaxed) >= shared.config.load().listen.max_client_connections;
+        let slot = ClientSlot(shared.clone());
+        let span = tracing::info_span!("conn", conn_id = %id, client_addr = %peer, user = tracing::field::Empty);
+        tokio::spawn(
+            async move {
+                session::run(stream, peer, id, slot, over_limit).await;
+            }
+            .instrument(span),
+        );
+    }
+}

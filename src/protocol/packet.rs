@@ -1,0 +1,248 @@
+//! Framing: the 4-byte header (24-bit payload length, 8-bit sequence id), reassembly of payloads
+//! of 16 MiB and more from several frames, and splitting them again when writing.
+//!
+//! [`FrameReader`] buffers socket reads and hands out whole frames without copying their bytes
+//! (each frame is split off the read buffer). Response streaming works frame by frame so that a
+//! huge row is never held twice; commands and handshake packets are reassembled into one payload,
+//! bounded by a limit the caller passes.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{Error, Result, MAX_FRAME_PAYLOAD};
+
+/// Length of a frame header.
+pub const HEADER_LEN: usize = 4;
+
+/// Read buffer size asked for per socket read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One frame, header included, split off the read buffer.
+#[derive(Debug)]
+pub struct Frame {
+    bytes: BytesMut,
+}
+
+impl Frame {
+    /// The sequence id in the header.
+    pub fn seq(&self) -> u8 {
+        self.bytes[3]
+    }
+
+    /// The payload (without header).
+    pub fn payload(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..]
+    }
+
+    /// True when the payload fills the frame, meaning the logical packet continues in the next frame.
+    pub fn is_continued(&self) -> bool {
+        self.payload().len() == MAX_FRAME_PAYLOAD
+    }
+
+    /// Header and payload, as they were on the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Mutable access for rewriting the sequence id in place before forwarding.
+    pub fn set_seq(&mut self, seq: u8) {
+        self.bytes[3] = seq;
+    }
+}
+
+/// A buffered frame reader over any byte stream.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: BytesMut,
+}
+
+impl FrameReader {
+    /// An empty reader.
+    pub fn new() -> Self {
+        Self { buf: BytesMut::with_capacity(READ_CHUNK) }
+    }
+
+    /// Splits one complete frame off the buffer, if one is there.
+    pub fn next_buffered(&mut self) -> Option<Frame> {
+        if self.buf.len() < HEADER_LEN {
+            return None;
+        }
+        let len = usize::from(self.buf[0]) | usize::from(self.buf[1]) << 8 | usize::from(self.buf[2]) << 16;
+        if self.buf.len() < HEADER_LEN + len {
+            // Make room for the whole frame at once rather than growing by chunks.
+            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            return None;
+        }
+        Some(Frame { bytes: self.buf.split_to(HEADER_LEN + len) })
+    }
+
+    /// True when no unread byte is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Reads more bytes from `io`, waiting at most `timeout`. Returns an error on EOF: `Closed` when
+    /// the buffer held no partial frame, `Truncated` otherwise.
+    pub async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<()> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let n =
+            tokio::time::timeout(timeout, io.read_buf(&mut self.buf)).await.map_err(|_| Error::Timeout(timeout))??;
+        if n == 0 {
+            return Err(if self.buf.is_empty() { Error::Closed } else { Error::Truncated });
+        }
+        Ok(())
+    }
+
+    /// Reads the next frame, waiting at most `timeout` for each socket read.
+    pub async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<Frame> {
+        loop {
+            if let Some(frame) = self.next_buffered() {
+                return Ok(frame);
+            }
+            self.fill(io, timeout).await?;
+        }
+    }
+
+    /// Reads one logical packet, joining continuation frames, and returns the sequence id of its
+    /// last frame with the payload. Fails with [`Error::TooLarge`] past `limit` payload bytes
+    /// (the oversized packet is consumed up to the limit only; the caller should close).
+    pub async fn packet<R: AsyncRead + Unpin>(
+        &mut self,
+        io: &mut R,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<(u8, Bytes)> {
+        // Refuse an oversized single frame from its header, before buffering its body.
+        loop {
+            if self.buf.len() >= HEADER_LEN {
+                let len = usize::from(self.buf[0]) | usize::from(self.buf[1]) << 8 | usize::from(self.buf[2]) << 16;
+                if len > limit {
+                    return Err(Error::TooLarge { size: len, limit });
+                }
+                break;
+            }
+            self.fill(io, timeout).await?;
+        }
+        let first = self.next(io, timeout).await?;
+        if !first.is_continued() {
+            let seq = first.seq();
+            let mut bytes = first.bytes;
+            let _ = bytes.split_to(HEADER_LEN);
+            return Ok((seq, bytes.freeze()));
+        }
+        let mut payload = BytesMut::from(first.payload());
+        let mut expected = first.seq().wrapping_add(1);
+        loop {
+            if payload.len() > limit {
+                return Err(Error::TooLarge { size: payload.len(), limit });
+            }
+            let frame = self.next(io, timeout).await?;
+            if frame.seq() != expected {
+                return Err(Error::OutOfOrder { expected, got: frame.seq() });
+            }
+            payload.extend_from_slice(frame.payload());
+            if !frame.is_continued() {
+                if payload.len() > limit {
+                    return Err(Error::TooLarge { size: payload.len(), limit });
+                }
+                return Ok((expected, payload.freeze()));
+            }
+            expected = expected.wrapping_add(1);
+        }
+    }
+}
+
+/// Appends `payload` as one logical packet, split into frames as needed, starting at sequence id
+/// `seq`. Returns the sequence id the next packet must use.
+pub fn put_packet(out: &mut BytesMut, mut seq: u8, payload: &[u8]) -> u8 {
+    let mut chunks = payload.chunks(MAX_FRAME_PAYLOAD);
+    loop {
+        let chunk = chunks.next().unwrap_or(&[]);
+        out.reserve(HEADER_LEN + chunk.len());
+        out.put_uint_le(chunk.len() as u64, 3);
+        out.put_u8(seq);
+        out.put_slice(chunk);
+        seq = seq.wrapping_add(1);
+        // A payload that is an exact multiple of the frame size ends with an empty frame.
+        if chunk.len() < MAX_FRAME_PAYLOAD {
+            return seq;
+        }
+    }
+}
+
+/// Writes all of `buf` to `io` within `timeout` and clears it.
+pub async fn flush<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut, timeout: Duration) -> Result<()> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(timeout, io.write_all(buf)).await.map_err(|_| Error::Timeout(timeout))??;
+    buf.clear();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn payloads_round_trip_across_the_frame_size_boundary() {
+        let sizes =
+            [0, 1, 100, MAX_FRAME_PAYLOAD - 1, MAX_FRAME_PAYLOAD, MAX_FRAME_PAYLOAD + 1, 2 * MAX_FRAME_PAYLOAD + 7];
+        for size in sizes {
+            let payload: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let mut wire = BytesMut::new();
+            let next = put_packet(&mut wire, 3, &payload);
+            let frames = size / MAX_FRAME_PAYLOAD + 1;
+            assert_eq!(next, 3 + frames as u8, "size {size}");
+            assert_eq!(wire.len(), size + frames * HEADER_LEN);
+            let mut reader = FrameReader::new();
+            let mut io = &wire[..];
+            let (seq, got) = reader.packet(&mut io, T, usize::MAX).await.unwrap();
+            assert_eq!(seq, next - 1);
+            assert_eq!(got.len(), payload.len());
+            assert!(got[..] == payload[..], "size {size}");
+            assert!(matches!(reader.packet(&mut io, T, usize::MAX).await, Err(Error::Closed)));
+        }
+    }
+
+    #[tokio::test]
+    async fn oversized_and_out_of_order_and_truncated_are_errors() {
+        let payload = vec![7u8; MAX_FRAME_PAYLOAD + 10];
+        let mut wire = BytesMut::new();
+        put_packet(&mut wire, 0, &payload);
+        let mut io = &wire[..];
+        let err = FrameReader::new().packet(&mut io, T, 1024).await.unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+
+        let mut bad = wire.clone();
+        bad[HEADER_LEN + MAX_FRAME_PAYLOAD + 3] = 9;
+        let mut io = &bad[..];
+        let err = FrameReader::new().packet(&mut io, T, usize::MAX).await.unwrap_err();
+        assert!(matches!(err, Error::OutOfOrder { expected: 1, got: 9 }), "{err}");
+
+        let mut io = &wire[..100];
+        let err = FrameReader::new().packet(&mut io, T, usize::MAX).await.unwrap_err();
+        assert!(matches!(err, Error::Truncated), "{err}");
+    }
+
+    #[tokio::test]
+    async fn frames_split_without_copy_and_keep_their_header() {
+        let mut wire = BytesMut::new();
+        put_packet(&mut wire, 1, b"abc");
+        put_packet(&mut wire, 2, b"");
+        let mut reader = FrameReader::new();
+        let mut io = &wire[..];
+        let mut f = reader.next(&mut io, T).await.unwrap();
+        assert_eq!((f.seq(), f.payload()), (1, &b"abc"[..]));
+        f.set_seq(9);
+        assert_eq!(f.as_bytes(), &[3, 0, 0, 9, b'a', b'b', b'c']);
+        let f = reader.next(&mut io, T).await.unwrap();
+        assert_eq!((f.seq(), f.payload().len(), f.is_continued()), (2, 0, false));
+    }
+}

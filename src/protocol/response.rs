@@ -1,0 +1,237 @@
+//! The response boundary tracker: finds where a backend's response to one command ends, without
+//! decoding rows, and re-frames it for the client.
+//!
+//! Backend connections always negotiate `CLIENT_DEPRECATE_EOF` and `CLIENT_SESSION_TRACK`. The
+//! tracker forwards every frame with a renumbered sequence id and rewrites only terminators:
+//! - a client without `DEPRECATE_EOF` gets an EOF packet after the column definitions and an EOF
+//!   instead of the OK that ends the rows;
+//! - a client without `SESSION_TRACK` gets OK packets in the pre-4.1-tracking layout.
+//!
+//! Rows, column definitions and ERR packets pass byte for byte. A row of 16 MiB or more spans
+//! several frames; continuation frames are forwarded without being looked at.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::okerr::{self, encode_eof, has_more_results, Ok, EOF_HEADER, ERR_HEADER, LOCAL_INFILE_HEADER, OK_HEADER};
+use super::packet::{Frame, HEADER_LEN};
+use super::wire::Reader;
+use super::{Error, Result, MAX_FRAME_PAYLOAD};
+
+/// What the client negotiated, as far as response framing is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// The client set `CLIENT_DEPRECATE_EOF`.
+    pub deprecate_eof: bool,
+    /// The client set `CLIENT_SESSION_TRACK`.
+    pub session_track: bool,
+}
+
+/// The shape of response a command can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// OK or ERR only (`COM_PING`, `COM_INIT_DB`, ...).
+    OkOrErr,
+    /// OK, ERR, `LOCAL INFILE` request or text result sets, possibly several (`COM_QUERY`).
+    Results,
+}
+
+/// What the caller must do after feeding a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The response continues: feed the next frame.
+    More,
+    /// The server asked for a local file: relay the client's file packets to the backend, then
+    /// keep feeding the backend's frames.
+    LocalInfile,
+    /// The response is complete.
+    Done(Outcome),
+}
+
+/// Summary of a complete response, taken from its last OK/EOF/ERR.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status flags of the last OK/terminator (unchanged by an ERR).
+    pub status: u16,
+    /// Rows changed (last OK).
+    pub affected_rows: u64,
+    /// Last insert id (last OK).
+    pub last_insert_id: u64,
+    /// Warnings of the last OK or terminator.
+    pub warnings: u16,
+    /// Rows forwarded over all result sets.
+    pub rows: u64,
+    /// The error code if the response ended with an ERR packet.
+    pub error: Option<u16>,
+    /// Session-state information of every OK in the response, concatenated.
+    pub session_state: Option<Bytes>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Expecting the first packet of a result: OK, ERR, LOCAL INFILE or a column count.
+    First,
+    /// Expecting this many more column definitions.
+    Columns(u64),
+    /// Expecting rows or the terminator.
+    Rows,
+    /// The response has ended; nothing more may arrive.
+    Finished,
+}
+
+/// Tracks one response from a backend. Create one per command.
+#[derive(Debug)]
+pub struct Tracker {
+    expect: Expect,
+    framing: Framing,
+    state: State,
+    continuation: bool,
+    seq: u8,
+    outcome: Outcome,
+}
+
+impl Tracker {
+    /// A tracker for the response to a command the client sent with last sequence id
+    /// `client_seq`; the first packet to the client gets `client_seq + 1`. `status` is the
+    /// session's last known status, used for EOF packets inserted before any terminator.
+    pub fn new(expect: Expect, framing: Framing, client_seq: u8, status: u16) -> Self {
+        Self {
+            expect,
+            framing,
+            state: State::First,
+            continuation: false,
+            seq: client_seq.wrapping_add(1),
+            outcome: Outcome { status, ..Outcome::default() },
+        }
+    }
+
+    /// The sequence id the next packet to the client must carry (for an ERR the proxy sends
+    /// itself when the backend fails mid-response).
+    pub fn next_seq(&self) -> u8 {
+        self.seq
+    }
+
+    /// Sets the client sequence id after the client sent packets in the middle of the response
+    /// (`LOCAL INFILE` data); the backend's next packet goes out with `seq`.
+    pub fn resume_at(&mut self, seq: u8) {
+        self.seq = seq;
+    }
+
+    /// Consumes one backend frame, appending what the client must receive to `out`.
+    pub fn feed(&mut self, mut frame: Frame, out: &mut BytesMut) -> Result<Step> {
+        if self.continuation {
+            self.continuation = frame.is_continued();
+            self.forward(&mut frame, out);
+            return Ok(Step::More);
+        }
+        let payload = frame.payload();
+        let first = payload.first().copied();
+        let is_terminator_sized = payload.len() < MAX_FRAME_PAYLOAD;
+        match (self.state, first) {
+            (State::Finished, _) => Err(Error::malformed("response (data after the end)")),
+            (_, None) => Err(Error::malformed("response (empty packet)")),
+            (State::First | State::Rows, Some(ERR_HEADER)) => {
+                let err = okerr::Err::parse(payload)?;
+                self.outcome.error = Some(err.code);
+                self.forward(&mut frame, out);
+                self.state = State::Finished;
+                Ok(Step::Done(std::mem::take(&mut self.outcome)))
+            }
+            (State::First, Some(OK_HEADER)) => {
+                let ok = Ok::parse(payload)?;
+                self.emit_ok(&ok, out);
+                self.after_terminator(&ok)
+            }
+            (State::First, Some(LOCAL_INFILE_HEADER)) if self.expect == Expect::Results => {
+                self.forward(&mut frame, out);
+                Ok(Step::LocalInfile)
+            }
+            (State::First, Some(_)) if self.expect == Expect::Results => {
+                let columns = Reader::new(payload, "column count").lenenc_int()?;
+                if columns == 0 {
+                    return Err(Error::malformed("column count"));
+                }
+                self.forward(&mut frame, out);
+                self.state = State::Columns(columns);
+                Ok(Step::More)
+            }
+            (State::Columns(left), Some(_)) => {
+                self.continuation = frame.is_continued();
+                self.forward(&mut frame, out);
+                if left > 1 {
+                    self.state = State::Columns(left - 1);
+                } else {
+                    if !self.framing.deprecate_eof {
+                        let status = self.outcome.status;
+                        self.emit_with(out, |b| encode_eof(0, status, b));
+                    }
+                    self.state = State::Rows;
+                }
+                Ok(Step::More)
+            }
+            (State::Rows, Some(EOF_HEADER)) if is_terminator_sized => {
+                let ok = Ok::parse(payload)?;
+                if self.framing.deprecate_eof {
+                    self.emit_ok(&ok, out);
+                } else {
+                    self.emit_with(out, |b| encode_eof(ok.warnings, ok.status, b));
+                }
+                self.after_terminator(&ok)
+            }
+            (State::Rows, Some(_)) => {
+                self.outcome.rows += 1;
+                self.continuation = frame.is_continued();
+                self.forward(&mut frame, out);
+                Ok(Step::More)
+            }
+            (State::First, Some(_)) => Err(Error::malformed("response (unexpected result set)")),
+        }
+    }
+
+    fn after_terminator(&mut self, ok: &Ok<'_>) -> Result<Step> {
+        self.outcome.status = ok.status;
+        self.outcome.warnings = ok.warnings;
+        if ok.header == OK_HEADER {
+            self.outcome.affected_rows = ok.affected_rows;
+            self.outcome.last_insert_id = ok.last_insert_id;
+        }
+        if !ok.session_state.is_empty() {
+            let mut all = BytesMut::new();
+            if let Some(prev) = self.outcome.session_state.take() {
+                all.extend_from_slice(&prev);
+            }
+            all.extend_from_slice(ok.session_state);
+            self.outcome.session_state = Some(all.freeze());
+        }
+        if has_more_results(ok.status) {
+            self.state = State::First;
+            Ok(Step::More)
+        } else {
+            self.state = State::Finished;
+            Ok(Step::Done(std::mem::take(&mut self.outcome)))
+        }
+    }
+
+    fn forward(&mut self, frame: &mut Frame, out: &mut BytesMut) {
+        frame.set_seq(self.seq);
+        self.seq = self.seq.wrapping_add(1);
+        out.extend_from_slice(frame.as_bytes());
+    }
+
+    fn emit_ok(&mut self, ok: &Ok<'_>, out: &mut BytesMut) {
+        let track = self.framing.session_track;
+        self.emit_with(out, |b| ok.encode(track, b));
+    }
+
+    /// Appends one small packet (under 16 MiB) whose payload `encode` writes.
+    fn emit_with(&mut self, out: &mut BytesMut, encode: impl FnOnce(&mut BytesMut)) {
+        let start = out.len();
+        out.put_slice(&[0, 0, 0, self.seq]);
+        encode(out);
+        let len = out.len() - start - HEADER_LEN;
+        out[start..start + 3].copy_from_slice(&(len as u32).to_le_bytes()[..3]);
+        self.seq = self.seq.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Table-driven tests of the response tracker: backend frames in, client bytes out.
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::protocol::okerr::{encode_err, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
+use crate::protocol::packet::{put_packet, FrameReader};
+
+const NEW: Framing = Framing { deprecate_eof: true, session_track: true };
+const OLD: Framing = Framing { deprecate_eof: false, session_track: false };
+const MID: Framing = Framing { deprecate_eof: true, session_track: false };
+
+fn ok_payload(header: u8, status: u16, session_state: &[u8]) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    let status = if session_state.is_empty() { status } else { status | okerr::SESSION_STATE_CHANGED };
+    Ok { header, affected_rows: 1, last_insert_id: 7, status, warnings: 3, info: b"", session_state }
+        .encode(true, &mut b);
+    b.to_vec()
+}
+
+fn err_payload() -> Vec<u8> {
+    let mut b = BytesMut::new();
+    encode_err(1146, b"42S02", "Table 'x.y' doesn't exist", &mut b);
+    b.to_vec()
+}
+
+fn column_def(name: &str) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    for part in ["def", "db", "t", "t", name, name] {
+        crate::protocol::wire::put_lenenc_bytes(&mut b, part.as_bytes());
+    }
+    b.extend_from_slice(&[0x0C, 0x21, 0, 0x10, 0, 0, 0, 0xFD, 0, 0, 0, 0, 0]);
+    b.to_vec()
+}
+
+/// Feeds backend packets (sequence ids 1, 2, ...) and returns the step of the last one plus what
+/// the client would receive, as (sequence id, payload) pairs.
+fn run(expect: Expect, framing: Framing, packets: &[Vec<u8>]) -> (Vec<Step>, Vec<(u8, Vec<u8>)>) {
+    let mut wire = BytesMut::new();
+    let mut seq = 1;
+    for p in packets {
+        seq = put_packet(&mut wire, seq, p);
+    }
+    let mut reader = FrameReader::new();
+    let mut reader_input = wire;
+    let mut tracker = Tracker::new(expect, framing, 0, STATUS_AUTOCOMMIT);
+    let mut out = BytesMut::new();
+    let mut steps = Vec::new();
+    // Hand the reader the whole buffer through its public API.
+    let mut io = &reader_input.split()[..];
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        while let Ok(frame) = reader.next(&mut io, std::time::Duration::from_secs(1)).await {
+            steps.push(tracker.feed(frame, &mut out).unwrap_or_else(|e| panic!("feed failed: {e}")));
+        }
+    });
+    let mut client = Vec::new();
+    let mut r = FrameReader::new();
+    let mut io = &out[..];
+    rt.block_on(async {
+        while let Ok((s, p)) = r.packet(&mut io, std::time::Duration::from_secs(1), usize::MAX).await {
+            client.push((s, p.to_vec()));
+        }
+    });
+    (steps, client)
+}
+
+fn result_set(columns: usize, rows: &[&[u8]], final_status: u16) -> Vec<Vec<u8>> {
+    let mut packets = vec![vec![columns as u8]];
+    for i in 0..columns {
+        packets.push(column_def(&format!("c{i}")));
+    }
+    packets.extend(rows.iter().map(|r| r.to_vec()));
+    packets.push(ok_payload(0xFE, final_status, b""));
+    packets
+}
+
+#[test]
+fn ok_and_err_end_the_response() {
+    let (steps, client) = run(Expect::OkOrErr, NEW, &[ok_payload(0, STATUS_IN_TRANS, b"\x00\x01x")]);
+    let Step::Done(outcome) = &steps[0] else { panic!("{steps:?}") };
+    assert_eq!((outcome.status & STATUS_IN_TRANS, outcome.affected_rows, outcome.last_insert_id), (1, 1, 7));
+    assert_eq!(outcome.session_state.as_deref(), Some(&b"\x00\x01x"[..]));
+    assert_eq!(client, vec![(1, ok_payload(0, STATUS_IN_TRANS, b"\x00\x01x"))], "new clients get the OK as sent");
+
+    let (_, client) = run(Expect::OkOrErr, OLD, &[ok_payload(0, STATUS_IN_TRANS, b"\x00\x01x")]);
+    assert_eq!(client[0].1, vec![0, 1, 7, 1, 0, 3, 0], "old clients get no session state");
+
+    let (steps, client) = run(Expect::Results, OLD, &[err_payload()]);
+    assert!(matches!(&steps[0], Step::Done(o) if o.error == Some(1146)));
+    assert_eq!(client, vec![(1, err_payload())]);
+}
+
+#[test]
+fn result_sets_are_framed_as_each_client_negotiated() {
+    let rows: [&[u8]; 3] = [b"\x011\x01a", b"\xFB\x01b", b"\x013\xFB"];
+    let packets = result_set(2, &rows, STATUS_AUTOCOMMIT);
+    let (steps, client) = run(Expect::Results, NEW, &packets);
+    assert!(matches!(steps.last(), Some(Step::Done(o)) if o.rows == 3 && o.warnings == 3));
+    let expected: Vec<(u8, Vec<u8>)> = packets.iter().enumerate().map(|(i, p)| (i as u8 + 1, p.clone())).collect();
+    assert_eq!(client, expected, "DEPRECATE_EOF + SESSION_TRACK clients get the bytes unchanged");
+
+    let (_, client) = run(Expect::Results, OLD, &packets);
+    let seqs: Vec<u8> = client.iter().map(|c| c.0).collect();
+    assert_eq!(seqs, (1..=8).collect::<Vec<u8>>(), "one EOF inserted, sequence ids contiguous");
+    assert_eq!(client[3].1, vec![0xFE, 0, 0, 0x02, 0], "EOF after the column definitions");
+    assert_eq!(&client[4..7].iter().map(|c| c.1.clone()).collect::<Vec<_>>(), &rows.map(|r| r.to_vec()));
+    assert_eq!(client[7].1, vec![0xFE, 3, 0, 0x02, 0], "EOF replaces the closing OK");
+
+    let (_, client) = run(Expect::Results, MID, &packets);
+    assert_eq!(client.len(), 7);
+    assert_eq!(client[6].1, vec![0xFE, 1, 7, 0x02, 0, 3, 0], "closing OK without session tracking");
+}
+
+#[test]
+fn several_results_follow_more_results_exists() {
+    let mut packets = result_set(1, &[b"\x011"], STATUS_AUTOCOMMIT | okerr::MORE_RESULTS_EXISTS);
+    packets.extend(result_set(1, &[b"\x012", b"\x013"], STATUS_AUTOCOMMIT | okerr::MORE_RESULTS_EXISTS));
+    packets.push(ok_payload(0, STATUS_AUTOCOMMIT, b""));
+    let (steps, client) = run(Expect::Results, OLD, &packets);
+    let done: Vec<&Step> = steps.iter().filter(|s| matches!(s, Step::Done(_))).collect();
+    assert_eq!(done.len(), 1, "only the last packet ends the response");
+    assert!(matches!(steps.last(), Some(Step::Done(o)) if o.rows == 3));
+    assert_eq!(client.len(), packets.len() + 2, "an EOF inserted per result set");
+}
+
+#[test]
+fn an_error_in_the_middle_of_rows_ends_the_response() {
+    let mut packets = result_set(1, &[b"\x011"], STATUS_AUTOCOMMIT);
+    packets.pop();
+    packets.push(err_payload());
+    let (steps, client) = run(Expect::Results, NEW, &packets);
+    assert!(matches!(steps.last(), Some(Step::Done(o)) if o.error == Some(1146) && o.rows == 1));
+    assert_eq!(client.last().map(|c| c.1.clone()), Some(err_payload()));
+}
+
+#[test]
+fn rows_of_16_mib_and_more_pass_even_when_they_start_like_a_terminator() {
+    // A text row whose first column is a string of 2^24 bytes starts with 0xFE (8-byte length).
+    let mut big = vec![0xFE];
+    big.extend_from_slice(&(1u64 << 24).to_le_bytes());
+    big.resize(9 + (1 << 24), b'x');
+    let packets = result_set(1, &[&big], STATUS_AUTOCOMMIT);
+    let (steps, client) = run(Expect::Results, NEW, &packets);
+    assert!(matches!(steps.last(), Some(Step::Done(o)) if o.rows == 1));
+    assert_eq!(client.len(), 4);
+    assert!(client[2].1 == big);
+}
+
+#[test]
+fn local_infile_request_hands_control_back() {
+    let (steps, client) = run(Expect::Results, NEW, &[b"\xFB/tmp/data.csv".to_vec()]);
+    assert_eq!(steps, vec![Step::LocalInfile]);
+    assert_eq!(client[0].1, b"\xFB/tmp/data.csv");
+}
+
+#[test]
+fn protocol_violations_are_errors() {
+    let mut tracker = Tracker::new(Expect::OkOrErr, NEW, 0, 0);
+    let mut out = BytesMut::new();
+    let mut wire = BytesMut::new();
+    put_packet(&mut wire, 1, b"\x02");
+    let mut reader = FrameReader::new();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let mut io = &wire[..];
+    let frame = rt.block_on(reader.next(&mut io, std::time::Duration::from_secs(1))).unwrap();
+    assert!(tracker.feed(frame, &mut out).is_err(), "a result set where only OK/ERR may come");
+
+    let mut tracker = Tracker::new(Expect::Results, NEW, 0, 0);
+    let mut wire = BytesMut::new();
+    put_packet(&mut wire, 1, b"");
+    put_packet(&mut wire, 2, &ok_payload(0, 0, b""));
+    put_packet(&mut wire, 3, &ok_payload(0, 0, b""));
+    let mut io = &wire[..];
+    let mut reader = FrameReader::new();
+    let empty = rt.block_on(reader.next(&mut io, std::time::Duration::from_secs(1))).unwrap();
+    assert!(tracker.feed(empty, &mut out).is_err(), "an empty packet");
+    let mut tracker = Tracker::new(Expect::Results, NEW, 0, 0);
+    let ok = rt.block_on(reader.next(&mut io, std::time::Duration::from_secs(1))).unwrap();
+    assert!(matches!(tracker.feed(ok, &mut out), Result::Ok(Step::Done(_))));
+    let extra = rt.block_on(reader.next(&mut io, std::time::Duration::from_secs(1))).unwrap();
+    assert!(tracker.feed(extra, &mut out).is_err(), "data after the end");
+}
