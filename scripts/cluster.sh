@@ -11,6 +11,9 @@
 #   RWSPLIT_CLUSTER_DIR        datadirs, sockets, pid files, logs, state   (default ${TMPDIR:-/tmp}/rwsplit-cluster)
 #   RWSPLIT_CLUSTER_PORT_BASE  node1 listens on BASE, node2 on BASE+1, node3 on BASE+2   (default 13306)
 #   RWSPLIT_CLUSTER_TIMEOUT    seconds to wait for a start, a stop or replication      (default 60)
+#   RWSPLIT_CERT_DIR           TLS material made by scripts/certs.sh and given to every node  (default certs/ at the
+#                              repo root, where config/demo.toml expects it); nodes started before it existed run
+#                              without TLS until they are restarted (`down` then `up`)
 #
 # Nodes are named node1..node3 and keep their port and server id for life; roles move. The primary is recorded in
 # "$RWSPLIT_CLUSTER_DIR/state", so after `failover` the commands keep working: `env` and `status` report the new
@@ -37,6 +40,8 @@ readonly STATE_FILE="$CLUSTER_DIR/state"
 readonly TEMPLATE_DIR="$CLUSTER_DIR/template"
 # Created on first use; `down --purge` refuses to delete a directory without it.
 readonly OWNER_MARK="$CLUSTER_DIR/.rwsplit-cluster"
+readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly CERT_DIR="${RWSPLIT_CERT_DIR:-$SCRIPT_DIR/../certs}"
 
 # Filled by find_binaries.
 MARIADBD=""
@@ -305,6 +310,10 @@ launch_node() {
   )
   mapfile -t -O "${#args[@]}" args < <(user_args)
   [[ $role == replica ]] && args+=(--read-only=1)
+  # TLS for clients that ask (the proxy's tls.backend); plain connections keep working.
+  if [[ -s $CERT_DIR/server-cert.pem && -s $CERT_DIR/server-key.pem ]]; then
+    args+=(--ssl-cert="$CERT_DIR/server-cert.pem" --ssl-key="$CERT_DIR/server-key.pem" --ssl-ca="$CERT_DIR/ca.pem")
+  fi
 
   LOG_OFFSET[$node]=$(stat -c %s "$(node_errlog "$node")" 2>/dev/null || echo 0)
   log "$node: starting mariadbd on 127.0.0.1:$port as $role"
@@ -453,6 +462,7 @@ lock_cluster_dir() {
 
 cmd_up() {
   ensure_mariadb
+  "$SCRIPT_DIR/certs.sh" "$CERT_DIR" || log "warning: scripts/certs.sh failed; nodes start without TLS"
   lock_cluster_dir
   load_state
   ensure_template

@@ -22,6 +22,9 @@ if ! command -v cargo >/dev/null 2>&1 && [[ -x $HOME/.cargo/bin/cargo ]]; then
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
+section "TLS material (certs/, see scripts/certs.sh)"
+scripts/certs.sh
+
 section "starting the MariaDB cluster"
 scripts/cluster.sh up
 
@@ -33,6 +36,9 @@ cat <<EOF
 Connect through the proxy with:
 
     mysql -h127.0.0.1 -P6033 -uapp -papp
+    mysql -h127.0.0.1 -P6033 -uapp -papp --ssl --ssl-ca=certs/ca.pem        (TLS; \\s shows the cipher)
+    mysql -h127.0.0.1 -P6033 -uapp_sha2 -papp --default-auth=caching_sha2_password --ssl
+                                                            (caching_sha2_password, same backend account)
 
 Reads outside transactions go to the replicas (SELECT @@port shows which), writes to the primary.
 The admin and HTTP listeners are in the [listen] table of $CONFIG. Stop with Ctrl-C.

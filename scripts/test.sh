@@ -42,6 +42,11 @@ install_missing() {
   has mariadb || has mysql || pkgs+=(mariadb-client)
   has cc || pkgs+=(build-essential)
   has pkg-config || pkgs+=(pkg-config)
+  # Real-client programs of tests/clients.rs: Go in GOPATH mode against Debian's driver source (offline),
+  # and PyMySQL for Debian's /usr/bin/python3 (a pyenv python3 first on PATH does not see it).
+  has go || [[ -x /usr/lib/go/bin/go ]] || pkgs+=(golang-go)
+  [[ -d /usr/share/gocode/src/github.com/go-sql-driver/mysql ]] || pkgs+=(golang-github-go-sql-driver-mysql-dev)
+  /usr/bin/python3 -c 'import pymysql' >/dev/null 2>&1 || pkgs+=(python3-pymysql)
   ((${#pkgs[@]})) || return 0
 
   section "installing ${pkgs[*]}"

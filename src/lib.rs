@@ -6,9 +6,13 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod app;
 pub mod backend;
 pub mod classify;
 pub mod config;
 pub mod frontend;
+pub mod monitor;
 pub mod protocol;
+pub mod router;
+pub mod stats;

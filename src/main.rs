@@ -4,6 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
+
+use rwsplit::app::{LogFilter, Options};
 use rwsplit::config::{Config, LogFormat};
 
 /// MySQL read/write-splitting proxy.
@@ -51,7 +54,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(&config);
+    let log_filter = init_tracing(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -59,7 +62,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(rwsplit::app::run(config)) {
+    let options = Options { config_path: Some(path), watch_file: true, log_filter: Some(log_filter) };
+    let result = runtime.block_on(rwsplit::app::run(config, options));
+    // Sessions still mid-statement after the drain must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = %err, "rwsplit failed");
@@ -69,12 +76,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.logging.level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match config.logging.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
+/// Installs the subscriber; the returned filter handle lets a reload change `logging.level`.
+fn init_tracing(config: &Config) -> LogFilter {
+    use tracing_subscriber::{layer::SubscriberExt, reload, util::SubscriberInitExt, EnvFilter, Layer};
+    let filter = EnvFilter::try_new(&config.logging.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let output = match config.logging.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(output).init();
+    Arc::new(move |directives: &str| {
+        let filter = EnvFilter::try_new(directives).map_err(|err| err.to_string())?;
+        handle.reload(filter).map_err(|err| err.to_string())
+    })
 }

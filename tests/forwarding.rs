@@ -26,10 +26,9 @@ async fn crud_through_the_proxy_with_mysql_async() {
     assert_eq!(conn.affected_rows(), 1);
     assert!(conn.info().contains("Rows matched: 1"), "info passes through: {:?}", conn.info());
     conn.query_drop("DELETE FROM items WHERE name = 'apple'").await.unwrap();
-    let rows: Vec<(u32, String, String)> = conn.query("SELECT id, name, CAST(price AS CHAR) FROM items").await.unwrap();
-    assert_eq!(rows, vec![(2, "pear".to_string(), "5.00".to_string())]);
-    let port: u16 = conn.query_first("SELECT @@port").await.unwrap().unwrap();
-    assert_eq!(port, proxy.cluster.primary, "everything goes to the primary");
+    let rows: Vec<(u32, String, String, u16)> =
+        conn.query("/* rwsplit:primary */ SELECT id, name, CAST(price AS CHAR), @@port FROM items").await.unwrap();
+    assert_eq!(rows, vec![(2, "pear".to_string(), "5.00".to_string(), proxy.cluster.primary)]);
 
     // Verify on the primary directly.
     let mut direct = proxy.cluster.primary_conn().await;
@@ -47,12 +46,23 @@ async fn crud_through_the_proxy_with_the_mysql_cli() {
          INSERT INTO `{db}`.t VALUES (1, 'one'), (2, 'two'); \
          UPDATE `{db}`.t SET v = 'TWO' WHERE id = 2; \
          DELETE FROM `{db}`.t WHERE id = 1; \
-         SELECT id, v, @@port FROM `{db}`.t;"
+         /* rwsplit:primary */ SELECT id, v, @@port FROM `{db}`.t;"
     );
     // The CLI runs in a blocking thread: the proxy lives on this test's runtime.
     let out = tokio::task::spawn_blocking(move || {
         Command::new("mysql")
-            .args(["-h127.0.0.1", "-P", &port, "-uapp", "-papp", "--batch", "--skip-column-names", "-e", &script])
+            .args([
+                "-h127.0.0.1",
+                "-P",
+                &port,
+                "-uapp",
+                "-papp",
+                "--batch",
+                "--skip-column-names",
+                "--comments",
+                "-e",
+                &script,
+            ])
             .output()
             .expect("the mysql CLI is installed (scripts/test.sh installs mariadb-client)")
     })
@@ -155,11 +165,13 @@ async fn a_20_mib_blob_round_trips() {
     // A 40 MiB hex literal: the command itself spans three frames.
     let hex: String = blob.iter().map(|b| format!("{b:02x}")).collect();
     conn.query_drop(format!("INSERT INTO blobs VALUES (1, x'{hex}')")).await.unwrap();
-    let back: Vec<u8> = conn.query_first("SELECT b FROM blobs WHERE id = 1").await.unwrap().unwrap();
+    let back: Vec<u8> =
+        conn.query_first("/* rwsplit:primary */ SELECT b FROM blobs WHERE id = 1").await.unwrap().unwrap();
     assert_eq!(back.len(), blob.len());
     assert!(back == blob, "blob bytes differ after the round trip");
-    let len: u64 = conn.query_first("SELECT LENGTH(b) FROM blobs WHERE id = 1").await.unwrap().unwrap();
-    assert_eq!(len, blob.len() as u64);
+    proxy.cluster.wait_replicas().await;
+    let replica_copy: Vec<u8> = conn.query_first("SELECT b FROM blobs WHERE id = 1").await.unwrap().unwrap();
+    assert!(replica_copy == blob, "the blob read from a replica differs");
 }
 
 #[tokio::test]
@@ -167,6 +179,10 @@ async fn a_client_that_disconnects_mid_result_leaks_no_backend_connection() {
     let proxy = TestProxy::start(Cluster::shared().await).await;
     let (mut client, reply) = RawClient::login(proxy.port(), "app", "app").await;
     assert_eq!(reply.first(), Some(&0), "login OK");
+    // Inside a transaction the session keeps one backend connection, so CONNECTION_ID() names
+    // the thread that will stream the big result.
+    client.send_packet(0, b"\x03BEGIN").await;
+    assert_eq!(client.read_packet().await.unwrap().1.first(), Some(&0));
     client.send_packet(0, b"\x03SELECT CONNECTION_ID()").await;
     let mut thread_id = None;
     while let Some((_, p)) = client.read_packet().await {

@@ -6,11 +6,15 @@ use bytes::BytesMut;
 use tokio::net::TcpStream;
 
 use super::state::State;
+use super::stmt::StmtCache;
 use super::Error;
-use crate::protocol::auth::{scramble_native, NATIVE_PASSWORD};
-use crate::protocol::handshake::{backend_capabilities, AuthSwitch, Greeting, Response};
+use super::login;
+use super::tls::{BackendStream, Connector};
+use crate::protocol::handshake::Greeting;
 use crate::protocol::okerr::{self, ERR_HEADER, OK_HEADER};
 use crate::protocol::packet::{flush, put_packet, Frame, FrameReader};
+use crate::protocol::prepare::Prepared;
+use crate::protocol::stream::Stream;
 use crate::protocol::{CapabilityFlags, MAX_FRAME_PAYLOAD};
 
 /// Statement run once per new connection so that every OK reports schema, variable and state
@@ -40,6 +44,10 @@ pub struct ConnectParams<'a> {
     pub extra_capabilities: CapabilityFlags,
     /// Limit for TCP connect plus login.
     pub connect_timeout: Duration,
+    /// Prepared statements kept open on the connection at most.
+    pub max_prepared: usize,
+    /// TLS towards the backend (`[tls] backend`), and whether its RSA key may be requested.
+    pub tls: std::sync::Arc<Connector>,
 }
 
 /// What a backend told about itself in its greeting.
@@ -56,7 +64,7 @@ pub struct ServerInfo {
 /// An authenticated backend connection.
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: BackendStream,
     reader: FrameReader,
     out: BytesMut,
     thread_id: u32,
@@ -68,6 +76,8 @@ pub struct Conn {
     pub broken: bool,
     /// Generation of the pool that created it; an older generation is dropped on return.
     pub generation: u64,
+    /// Prepared statements open on this connection.
+    pub stmts: StmtCache,
 }
 
 impl Conn {
@@ -86,7 +96,7 @@ impl Conn {
             TcpStream::connect(addr).await.map_err(|source| Error::Connect { addr: addr.to_owned(), source })?;
         stream.set_nodelay(true).map_err(|source| Error::Connect { addr: addr.to_owned(), source })?;
         let mut conn = Self {
-            stream,
+            stream: Stream::Plain(stream),
             reader: FrameReader::new(),
             out: BytesMut::with_capacity(16 * 1024),
             thread_id: 0,
@@ -94,6 +104,7 @@ impl Conn {
             state: State { schema: params.database.map(bytes::Bytes::copy_from_slice), ..State::default() },
             broken: false,
             generation: 0,
+            stmts: StmtCache::new(params.max_prepared),
         };
         let timeout = params.connect_timeout;
         let (seq, payload) = conn.reader.packet(&mut conn.stream, timeout, LOGIN_PACKET_LIMIT).await?;
@@ -117,37 +128,8 @@ impl Conn {
             capabilities: greeting.capabilities,
             collation: greeting.collation,
         };
-        let caps = (backend_capabilities() | params.extra_capabilities) & greeting.capabilities;
-        let response = Response {
-            capabilities: caps,
-            max_packet: 1 << 30,
-            collation: params.collation,
-            user: params.user.as_bytes().to_vec(),
-            auth_response: scramble_native(&greeting.scramble, params.password.as_bytes()),
-            database: params.database.map(<[u8]>::to_vec),
-            auth_plugin: Some(NATIVE_PASSWORD.as_bytes().to_vec()),
-        };
-        let mut buf = BytesMut::new();
-        response.encode(&mut buf);
-        let mut next = put_packet(&mut conn.out, seq.wrapping_add(1), &buf);
-        flush(&mut conn.stream, &mut conn.out, timeout).await?;
-        loop {
-            let (seq, payload) = conn.reader.packet(&mut conn.stream, timeout, LOGIN_PACKET_LIMIT).await?;
-            match payload.first() {
-                Some(&OK_HEADER) => break,
-                Some(&ERR_HEADER) => return Err(refused(&payload)),
-                Some(0xFE) if next == seq => {
-                    let switch = AuthSwitch::parse(&payload)?;
-                    if switch.plugin != NATIVE_PASSWORD.as_bytes() {
-                        return Err(Error::UnsupportedAuth(String::from_utf8_lossy(&switch.plugin).into_owned()));
-                    }
-                    let answer = scramble_native(&switch.data, params.password.as_bytes());
-                    next = put_packet(&mut conn.out, seq.wrapping_add(1), &answer);
-                    flush(&mut conn.stream, &mut conn.out, timeout).await?;
-                }
-                _ => return Err(crate::protocol::Error::malformed("login response").into()),
-            }
-        }
+        let mut io = login::Io { stream: &mut conn.stream, reader: &mut conn.reader, out: &mut conn.out, timeout };
+        login::login(&mut io, seq, &greeting, params).await?;
         conn.simple_command(crate::protocol::command::QUERY, SESSION_TRACKING, timeout).await?;
         Ok(conn)
     }
@@ -166,9 +148,22 @@ impl Conn {
         }
     }
 
-    /// Sends one command packet (sequence id 0, split into frames as needed).
+    /// Sends one command packet (sequence id 0, split into frames as needed), preceded by the
+    /// `COM_STMT_CLOSE` of statements evicted from the statement cache (they have no response).
     pub async fn send(&mut self, payload: &[u8], timeout: Duration) -> Result<(), Error> {
+        self.send_after(&[], payload, timeout).await
+    }
+
+    /// Like [`Conn::send`], with already framed packets that have no response (e.g.
+    /// `COM_STMT_SEND_LONG_DATA`) written just before the command, in the same write.
+    pub async fn send_after(&mut self, framed: &[u8], payload: &[u8], timeout: Duration) -> Result<(), Error> {
         self.out.clear();
+        self.out.extend_from_slice(framed);
+        for id in self.stmts.take_to_close() {
+            let mut close = [crate::protocol::command::STMT_CLOSE, 0, 0, 0, 0];
+            close[1..].copy_from_slice(&id.to_le_bytes());
+            put_packet(&mut self.out, 0, &close);
+        }
         self.out.reserve(payload.len() + 4 * (payload.len() / MAX_FRAME_PAYLOAD + 1));
         put_packet(&mut self.out, 0, payload);
         flush(&mut self.stream, &mut self.out, timeout).await?;
@@ -253,7 +248,44 @@ impl Conn {
     }
 }
 
-fn refused(payload: &[u8]) -> Error {
+impl Conn {
+    /// Sends a command and returns its single reply packet (OK or ERR), for the proxy's own
+    /// statements (e.g. `KILL QUERY`).
+    pub async fn command_reply(&mut self, payload: &[u8], timeout: Duration) -> Result<bytes::Bytes, Error> {
+        self.send(payload, timeout).await?;
+        let (_, reply) = self.reader.packet(&mut self.stream, timeout, LOGIN_PACKET_LIMIT).await?;
+        Ok(reply)
+    }
+
+    /// Writes already framed bytes (client `LOCAL INFILE` data relayed to the server).
+    pub async fn write_framed(&mut self, framed: &[u8], timeout: Duration) -> Result<(), Error> {
+        self.out.clear();
+        self.out.extend_from_slice(framed);
+        flush(&mut self.stream, &mut self.out, timeout).await?;
+        Ok(())
+    }
+
+    /// Prepares `sql` on this connection and reads the whole response. A server refusal comes back
+    /// as `Ok(Err(err_payload))`.
+    pub async fn prepare(&mut self, sql: &[u8], timeout: Duration) -> Result<Result<Prepared, bytes::Bytes>, Error> {
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.push(crate::protocol::command::STMT_PREPARE);
+        payload.extend_from_slice(sql);
+        self.send(&payload, timeout).await?;
+        let (_, first) = self.reader.packet(&mut self.stream, timeout, LOGIN_PACKET_LIMIT).await?;
+        if first.first() == Some(&ERR_HEADER) {
+            return Ok(Err(first));
+        }
+        let mut prepared = Prepared::parse_ok(&first)?;
+        while prepared.defs_missing() > 0 {
+            let (_, def) = self.reader.packet(&mut self.stream, timeout, LOGIN_PACKET_LIMIT).await?;
+            prepared.push_def(def);
+        }
+        Ok(Ok(prepared))
+    }
+}
+
+pub(super) fn refused(payload: &[u8]) -> Error {
     match okerr::Err::parse(payload) {
         Ok(e) => Error::Refused {
             code: e.code,
@@ -268,5 +300,14 @@ impl Conn {
     /// Says goodbye with `COM_QUIT` (best effort, bounded) and closes the socket.
     pub async fn close(mut self) {
         let _ = self.send(&[crate::protocol::command::QUIT], Duration::from_millis(100)).await;
+    }
+}
+
+impl Conn {
+    /// True when the server closed this idle connection (or sent something unasked, which leaves
+    /// it unusable too). A non-blocking look at the socket: no round trip, and usually no system
+    /// call, since tokio knows the socket has not become readable.
+    pub fn is_closed_by_peer(&mut self) -> bool {
+        self.stream.is_closed_by_peer()
     }
 }

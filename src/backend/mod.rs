@@ -5,14 +5,20 @@
 //! through [`crate::protocol::response::Tracker`].
 
 mod conn;
+mod gtid;
+mod login;
 mod pool;
 mod state;
+mod stmt;
+pub mod tls;
 mod topology;
 
 pub use conn::{Conn, ConnectParams, ServerInfo};
-pub use pool::{Lease, PoolKey, Pools};
+pub use gtid::{Gtid, ParseError as GtidParseError, Position as GtidPosition};
+pub use pool::{Lease, Pool, PoolKey, PoolStats, Pools};
 pub use state::{Applied, State};
-pub use topology::{BackendIndex, Balancer, Node, Topology};
+pub use stmt::{GlobalId, StmtCache};
+pub use topology::{BackendIndex, Balancer, Health, Node, Replication, Role, Topology, TopologyCell};
 
 use std::time::Duration;
 
@@ -58,12 +64,44 @@ pub enum Error {
         /// How long the checkout waited.
         waited: Duration,
     },
+    /// `tls.backend` requires TLS but the server does not offer it (or the CA did not load).
+    #[error("tls.backend requires TLS, but the server does not offer it or the proxy's TLS settings did not load")]
+    TlsRequired,
+    /// The TLS handshake with the server failed (certificate refused, protocol mismatch, ...).
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(#[source] std::io::Error),
+    /// The authentication exchange cannot continue safely or at all; the text says why and which
+    /// setting changes that.
+    #[error("authentication: {0}")]
+    AuthExchange(&'static str),
     /// The server lacks a capability the proxy requires.
     #[error("server lacks required capability {0}")]
     MissingCapability(&'static str),
     /// Wire-level failure (timeout, closed socket, malformed packet).
     #[error(transparent)]
     Protocol(#[from] protocol::Error),
+    /// A connection attempt made for another checkout failed; this is its description.
+    #[error("{0}")]
+    ConnectFailed(String),
+}
+
+impl Clone for Error {
+    fn clone(&self) -> Self {
+        self.for_waiters()
+    }
+}
+
+impl Error {
+    /// A copy of a connect failure for checkouts that were waiting on it: server refusals keep
+    /// their code, anything else becomes [`Error::ConnectFailed`] with the same text.
+    pub fn for_waiters(&self) -> Error {
+        match self {
+            Self::Refused { code, sqlstate, message } => {
+                Self::Refused { code: *code, sqlstate: sqlstate.clone(), message: message.clone() }
+            }
+            other => Self::ConnectFailed(other.to_string()),
+        }
+    }
 }
 
 impl Error {
@@ -77,7 +115,11 @@ impl Error {
                 | Self::CheckoutTimeout { .. }
                 | Self::Refused { .. }
                 | Self::UnsupportedAuth(_)
+                | Self::TlsRequired
+                | Self::TlsHandshake(_)
+                | Self::AuthExchange(_)
                 | Self::MissingCapability(_)
+                | Self::ConnectFailed(_)
         )
     }
 }

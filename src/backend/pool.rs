@@ -4,7 +4,14 @@
 //!
 //! bb8 is configured as DESIGN.md asks: no ping on checkout (a ping per statement would double
 //! latency), LIFO (warm connections first), no connect retries inside a checkout (a dead replica
-//! must fail fast so the read can go elsewhere).
+//! must fail fast so the read can go elsewhere). Instead of a ping, a checkout skips idle
+//! connections the server already closed (a non-blocking look at the socket, no round trip).
+//!
+//! Each backend has a generation. [`Pools::drain`] (a failover, a backend marked down) bumps it and
+//! forgets the backend's pools: idle connections close as soon as no checkout holds the pool, and
+//! connections in use are dropped when returned; a session holding one sees [`Lease::is_retired`].
+//! [`Pools::forget`] is the gentle variant for reloads and `DRAIN BACKEND`: the pools are forgotten but
+//! their connections are not retired, so held transactions finish where they are.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::conn::{Conn, ConnectParams};
+use super::tls::Connector;
 use super::topology::{BackendIndex, Node};
 use super::Error;
 use crate::config::{PoolConfig, UserConfig};
@@ -44,7 +52,15 @@ pub struct Manager {
     collation: u8,
     with_schema: bool,
     connect_timeout: Duration,
+    max_prepared: usize,
+    /// The backend's generation (see [`Pools::drain`]).
     generation: Arc<AtomicU64>,
+    /// bb8 never hands a connect error to a waiting checkout (it only times out), so failures
+    /// are announced here and a waiting checkout gives up at once instead of waiting out its
+    /// timeout on a dead backend.
+    failures: tokio::sync::broadcast::Sender<Error>,
+    /// Backend TLS, loaded at each connect so a reload applies to new connections at once.
+    tls: Arc<arc_swap::ArcSwap<Connector>>,
 }
 
 impl bb8::ManageConnection for Manager {
@@ -61,10 +77,19 @@ impl bb8::ManageConnection for Manager {
             collation: self.collation,
             extra_capabilities: self.capabilities,
             connect_timeout: self.connect_timeout,
+            max_prepared: self.max_prepared,
+            tls: self.tls.load_full(),
         };
-        let mut conn = Conn::connect(&params).await?;
-        conn.generation = self.generation.load(Ordering::Relaxed);
-        Ok(conn)
+        match Conn::connect(&params).await {
+            Ok(mut conn) => {
+                conn.generation = self.generation.load(Ordering::Relaxed);
+                Ok(conn)
+            }
+            Err(err) => {
+                let _ = self.failures.send(err.for_waiters());
+                Err(err)
+            }
+        }
     }
 
     async fn is_valid(&self, _conn: &mut Conn) -> Result<(), Error> {
@@ -84,6 +109,15 @@ pub struct Lease {
     conn: bb8::PooledConnection<'static, Manager>,
     /// The backend it belongs to.
     pub backend: BackendIndex,
+    generation: Arc<AtomicU64>,
+}
+
+impl Lease {
+    /// True when the backend's pools were drained after this connection was made (failover,
+    /// backend down): whatever the session kept on it (a transaction, pinned state) is gone.
+    pub fn is_retired(&self) -> bool {
+        self.conn.generation != self.generation.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for Lease {
@@ -105,20 +139,87 @@ impl std::ops::DerefMut for Lease {
     }
 }
 
+/// One pool: the bb8 pool plus its manager's failure announcements.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    inner: bb8::Pool<Manager>,
+    failures: tokio::sync::broadcast::Sender<Error>,
+    generation: Arc<AtomicU64>,
+    /// `pool.max_connections_per_backend` when the pool was built.
+    max: u32,
+}
+
+/// Connection counts of one pool, or summed over several.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Pools counted.
+    pub pools: u32,
+    /// Connections open (idle and in use).
+    pub open: u32,
+    /// Connections idle in the pool.
+    pub idle: u32,
+    /// Most connections the pools may open.
+    pub max: u32,
+}
+
+impl PoolStats {
+    /// Connections checked out.
+    pub fn in_use(&self) -> u32 {
+        self.open.saturating_sub(self.idle)
+    }
+}
+
+impl Pool {
+    /// Counts of this pool.
+    pub fn stats(&self) -> PoolStats {
+        let state = self.inner.state();
+        PoolStats { pools: 1, open: state.connections, idle: state.idle_connections, max: self.max }
+    }
+
+    /// Connections open (idle and in use).
+    pub fn connections(&self) -> u32 {
+        self.inner.state().connections
+    }
+}
+
 /// All pools, created on first use.
 #[derive(Debug, Default)]
 pub struct Pools {
-    pools: Mutex<HashMap<PoolKey, bb8::Pool<Manager>>>,
-    generation: Arc<AtomicU64>,
+    inner: Mutex<Inner>,
+    /// Backend TLS for every new connection; swapped by `frontend::tls` on reload.
+    tls: Arc<arc_swap::ArcSwap<Connector>>,
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    pools: HashMap<PoolKey, Pool>,
+    /// Per backend; never removed, so a drained backend's new pools continue its count.
+    generations: HashMap<BackendIndex, Arc<AtomicU64>>,
+}
+
+/// Idle connections a checkout may find closed by the server before it gives up on the pool's
+/// idle list (each one found is dropped, so this only bounds pathological cases).
+const MAX_DEAD_IDLE: usize = 64;
+
 impl Pools {
+    /// Pools whose connections use (and follow swaps of) `tls`.
+    pub fn with_tls(tls: Arc<arc_swap::ArcSwap<Connector>>) -> Self {
+        Self { tls, ..Self::default() }
+    }
+
+    /// The backend TLS settings new connections use now.
+    pub fn tls(&self) -> Arc<Connector> {
+        self.tls.load_full()
+    }
+
     /// The pool for `key`, creating it with `node`'s address and `user`'s backend credentials.
-    pub fn pool(&self, key: &PoolKey, node: &Node, user: &UserConfig, config: &PoolConfig) -> bb8::Pool<Manager> {
-        let mut pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = pools.get(key) {
+    pub fn pool(&self, key: &PoolKey, node: &Node, user: &UserConfig, config: &PoolConfig) -> Pool {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pool) = map.pools.get(key) {
             return pool.clone();
         }
+        let generation = map.generations.entry(key.backend).or_default().clone();
+        let failures = tokio::sync::broadcast::channel(4).0;
         let manager = Manager {
             host: node.config.host.clone(),
             port: node.config.port,
@@ -128,9 +229,12 @@ impl Pools {
             collation: key.collation,
             with_schema: key.with_schema,
             connect_timeout: config.connect_timeout,
-            generation: self.generation.clone(),
+            max_prepared: usize::try_from(config.max_prepared_per_connection).unwrap_or(256),
+            generation: generation.clone(),
+            failures: failures.clone(),
+            tls: self.tls.clone(),
         };
-        let pool = bb8::Pool::builder()
+        let inner = bb8::Pool::builder()
             .max_size(config.max_connections_per_backend.max(1))
             .min_idle(Some(config.min_idle).filter(|&n| n > 0))
             .test_on_check_out(false)
@@ -140,28 +244,90 @@ impl Pools {
             .idle_timeout(Some(config.idle_timeout))
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
-        pools.insert(key.clone(), pool.clone());
+        let pool = Pool { inner, failures, generation, max: config.max_connections_per_backend.max(1) };
+        map.pools.insert(key.clone(), pool.clone());
         pool
     }
 
     /// Checks a connection out of `pool` for backend `backend`.
     /// `timeout` is the pool's configured checkout timeout, reported in the error.
-    pub async fn checkout(
-        pool: &bb8::Pool<Manager>,
-        backend: BackendIndex,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<Lease, Error> {
-        match pool.get_owned().await {
-            Ok(conn) => Ok(Lease { conn, backend }),
-            Err(bb8::RunError::User(err)) => Err(err),
-            Err(bb8::RunError::TimedOut) => Err(Error::CheckoutTimeout { backend: name.to_owned(), waited: timeout }),
+    pub async fn checkout(pool: &Pool, backend: BackendIndex, name: &str, timeout: Duration) -> Result<Lease, Error> {
+        let mut failures = pool.failures.subscribe();
+        for _ in 0..MAX_DEAD_IDLE {
+            let mut conn = tokio::select! {
+                got = pool.inner.get_owned() => match got {
+                    Ok(conn) => conn,
+                    Err(bb8::RunError::User(err)) => return Err(err),
+                    Err(bb8::RunError::TimedOut) => {
+                        return Err(Error::CheckoutTimeout { backend: name.to_owned(), waited: timeout })
+                    }
+                },
+                Ok(err) = failures.recv() => return Err(err),
+            };
+            if conn.is_closed_by_peer() || conn.generation != pool.generation.load(Ordering::Relaxed) {
+                // The server went away while it sat idle (restart, failover, wait_timeout), or the
+                // backend was drained after this pool handle was taken.
+                conn.broken = true;
+                continue;
+            }
+            return Ok(Lease { conn, backend, generation: pool.generation.clone() });
         }
+        Err(Error::ConnectFailed(format!("backend {name}: every idle connection was closed by the server")))
+    }
+
+    /// Retires every connection to `backend`: its pools are forgotten (idle connections close once
+    /// no checkout still holds them), connections in use are dropped when returned, and held ones
+    /// report [`Lease::is_retired`]. The next checkout opens fresh connections.
+    pub fn drain(&self, backend: BackendIndex) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.generations.entry(backend).or_default().fetch_add(1, Ordering::Relaxed);
+        map.pools.retain(|key, _| key.backend != backend);
+    }
+
+    /// [`Self::drain`] for every backend (a reload that changed the backend list).
+    pub fn drain_all(&self) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for generation in map.generations.values() {
+            generation.fetch_add(1, Ordering::Relaxed);
+        }
+        map.pools.clear();
+    }
+
+    /// Forgets the pools `pred` selects without retiring their connections (a reload that changed
+    /// a backend, a user or the pool settings; `DRAIN BACKEND`). Connections in use, including those
+    /// sessions hold for a transaction, keep working; each returns to its old pool, which closes its
+    /// idle connections once the last one is back. The next checkout builds a new pool from the
+    /// current config. Returns how many pools were forgotten.
+    pub fn forget(&self, pred: impl Fn(&PoolKey) -> bool) -> usize {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let before = map.pools.len();
+        map.pools.retain(|key, _| !pred(key));
+        before - map.pools.len()
+    }
+
+    /// Every pool with its key and counts, for the admin interface.
+    pub fn list(&self) -> Vec<(PoolKey, PoolStats)> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.pools.iter().map(|(key, pool)| (key.clone(), pool.stats())).collect()
+    }
+
+    /// Counts summed over the pools of `backend`.
+    pub fn backend_stats(&self, backend: BackendIndex) -> PoolStats {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.pools.iter().filter(|(k, _)| k.backend == backend).fold(PoolStats::default(), |sum, (_, pool)| {
+            let one = pool.stats();
+            PoolStats {
+                pools: sum.pools + 1,
+                open: sum.open + one.open,
+                idle: sum.idle + one.idle,
+                max: sum.max + one.max,
+            }
+        })
     }
 
     /// Backend connections open (idle and in use) across all pools of `backend`.
     pub fn open_connections(&self, backend: BackendIndex) -> u32 {
-        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner());
-        pools.iter().filter(|(k, _)| k.backend == backend).map(|(_, p)| p.state().connections).sum()
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.pools.iter().filter(|(k, _)| k.backend == backend).map(|(_, p)| p.connections()).sum()
     }
 }

@@ -5,6 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::redact;
+use super::tls::AuthPlugin;
 
 /// Name of a backend, unique in the config: `[A-Za-z0-9_.-]+`. Used in logs, metric labels,
 /// routing hints (`/* rwsplit:backend=NAME */`) and the admin API.
@@ -113,6 +114,11 @@ pub struct UserConfig {
     /// Client connections this user may hold at once; `0` means unlimited. Default `0`.
     #[serde(default)]
     pub max_connections: u32,
+    /// How clients authenticate as this user. `"caching_sha2_password"` needs `password`.
+    /// Default `"mysql_native_password"`. Reloadable (a changed password or plugin makes the
+    /// next `caching_sha2_password` login a full authentication).
+    #[serde(default)]
+    pub auth_plugin: AuthPlugin,
 }
 
 impl UserConfig {

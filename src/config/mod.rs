@@ -17,7 +17,9 @@
 
 mod locate;
 mod members;
+mod operations;
 mod sections;
+mod tls;
 mod validate;
 
 #[cfg(test)]
@@ -29,10 +31,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use members::{BackendConfig, BackendId, Role, UserConfig, UserName};
+pub use operations::{ShutdownConfig, StatsConfig, MAX_DIGESTS};
 pub use sections::{
     AdminConfig, Consistency, ListenConfig, LogFormat, LoggingConfig, MonitorConfig, NoReplica, PoolConfig,
     RoutingConfig, ServerConfig,
 };
+pub use tls::{AuthPlugin, BackendTlsMode, ClientTlsMode, TlsConfig};
 
 /// The whole config file. Every section may be omitted and then takes its defaults; `backends`
 /// and `users` default to empty, which validation rejects, so `Config::default()` alone is not
@@ -59,6 +63,12 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// `[logging]`: log level (reloadable) and format (not reloadable).
     pub logging: LoggingConfig,
+    /// `[stats]`: per-digest statistics. Reloadable.
+    pub stats: StatsConfig,
+    /// `[shutdown]`: graceful drain on SIGTERM / SIGINT. Reloadable.
+    pub shutdown: ShutdownConfig,
+    /// `[tls]`: TLS towards clients and backends, RSA key of `caching_sha2_password`. Reloadable.
+    pub tls: TlsConfig,
 }
 
 impl Config {

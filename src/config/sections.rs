@@ -113,6 +113,10 @@ pub struct PoolConfig {
     /// connection. Must be > 0. Default `"1h"`. Reloadable.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// Prepared statements each backend connection keeps open at most; the least recently used is
+    /// closed beyond this (keep it well below the server's `max_prepared_stmt_count` divided by
+    /// the number of connections). 1..=65536. Default `256`. Reloadable (new connections).
+    pub max_prepared_per_connection: u32,
 }
 
 impl Default for PoolConfig {
@@ -125,6 +129,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_lifetime: Duration::from_secs(30 * 60),
             query_timeout: Duration::from_secs(3600),
+            max_prepared_per_connection: 256,
         }
     }
 }

@@ -49,6 +49,9 @@ fn rwsplit_toml_shows_the_defaults() {
     assert_eq!(config.monitor, defaults.monitor);
     assert_eq!(config.routing, defaults.routing);
     assert_eq!(config.logging, defaults.logging);
+    assert_eq!(config.tls, defaults.tls);
+    assert_eq!(config.stats, defaults.stats);
+    assert_eq!(config.shutdown, defaults.shutdown);
     assert_eq!(config.backends.len(), 3);
     assert_eq!(config.primary_hint().map(|b| b.name.as_str()), Some("primary"));
 }
@@ -60,6 +63,11 @@ fn rwsplit_toml_documents_every_key() {
     let mut config = Config::parse_and_validate(RWSPLIT_TOML).unwrap();
     config.users[0].password_hash = Some("*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3".into());
     config.users[0].backend_password = Some("app".into());
+    config.tls.mode = Some(ClientTlsMode::Preferred);
+    config.tls.cert = Some("certs/server-cert.pem".into());
+    config.tls.key = Some("certs/server-key.pem".into());
+    config.tls.rsa_private_key = Some("certs/rsa-private.pem".into());
+    config.tls.backend_ca = Some("certs/ca.pem".into());
     let mut schema = BTreeSet::new();
     for (section, value) in toml::Value::try_from(&config).unwrap().as_table().unwrap() {
         let table = match value {
@@ -312,4 +320,15 @@ fn serialized_config_hides_secrets_and_reads_back() {
     back.monitor.password = config.monitor.password.clone();
     back.users = config.users.clone();
     assert_eq!(back, config);
+}
+
+#[test]
+fn operations_sections_take_defaults_and_are_checked() {
+    let config = Config::parse_and_validate(MINIMAL).unwrap();
+    assert_eq!(config.stats.digests, 100);
+    assert_eq!(config.shutdown.grace, Duration::from_secs(30));
+    let text = format!("{MINIMAL}\n[stats]\ndigests = 100001\n\n[shutdown]\ngrace = \"2s\"\n");
+    assert_eq!(problems(&text), owned(&[("stats.digests", Some(12))]));
+    let text = format!("{MINIMAL}\n[logging]\nlevel = \"info,=bad=\"\n");
+    assert_eq!(problems(&text), owned(&[("logging.level", Some(12))]));
 }

@@ -26,6 +26,10 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     pool(&config.pool, &mut out);
     monitor(&config.monitor, &mut out);
     logging(&config.logging, &mut out);
+    stats(&config.stats, &mut out);
+    for (path, message) in super::tls::problems(&config.tls, &config.users) {
+        out.add(path, message);
+    }
     out.0
 }
 
@@ -195,6 +199,9 @@ fn pool(pool: &PoolConfig, out: &mut Problems) {
     out.positive("pool.idle_timeout", pool.idle_timeout);
     out.positive("pool.max_lifetime", pool.max_lifetime);
     out.positive("pool.query_timeout", pool.query_timeout);
+    if !(1..=65536).contains(&pool.max_prepared_per_connection) {
+        out.add("pool.max_prepared_per_connection", "must be between 1 and 65536".to_string());
+    }
 }
 
 fn monitor(monitor: &MonitorConfig, out: &mut Problems) {
@@ -217,4 +224,15 @@ fn monitor(monitor: &MonitorConfig, out: &mut Problems) {
 
 fn logging(logging: &LoggingConfig, out: &mut Problems) {
     out.not_empty("logging.level", &logging.level);
+    if !logging.level.trim().is_empty() {
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&logging.level) {
+            out.add("logging.level", format!("not a valid tracing filter: {err}"));
+        }
+    }
+}
+
+fn stats(stats: &super::StatsConfig, out: &mut Problems) {
+    if stats.digests > super::MAX_DIGESTS {
+        out.add("stats.digests", format!("must be at most {}, not {}", super::MAX_DIGESTS, stats.digests));
+    }
 }

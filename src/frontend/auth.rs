@@ -1,5 +1,10 @@
-//! The connection phase with a client: greeting, handshake response, optional auth switch to
-//! `mysql_native_password`, verification against the proxy's own user list.
+//! The connection phase with a client: greeting, optional TLS upgrade after an `SSLRequest`, the
+//! handshake response, then password verification against the proxy's own user list
+//! ([`super::verify`]: `mysql_native_password` or `caching_sha2_password` per user).
+//!
+//! The greeting advertises `mysql_native_password` (the user-agnostic default) and `CLIENT_SSL`
+//! when a certificate is loaded; users with another plugin get an auth switch. The whole phase is
+//! bounded by `server.handshake_timeout`, and so is each wait inside it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,13 +12,16 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::session::ClientIo;
+use super::verify::{self, Attempt, FirstAnswer, Verdict};
 use super::{ClientError, ConnId, Shared};
 use crate::config::UserConfig;
-use crate::protocol::auth::{native_hash, new_scramble, parse_native_hash, verify_native, NATIVE_PASSWORD};
-use crate::protocol::handshake::{proxy_capabilities, AuthSwitch, Greeting, Response};
+use crate::protocol::auth::{new_scramble, NATIVE_PASSWORD};
+use crate::protocol::handshake::{proxy_capabilities, Greeting, Response};
 use crate::protocol::okerr::STATUS_AUTOCOMMIT;
 use crate::protocol::packet::put_packet;
 use crate::protocol::CapabilityFlags;
+
+pub(super) use super::verify::native_stored as stored_hash;
 
 /// Version string used until the primary has been reached once.
 const FALLBACK_VERSION: &[u8] = b"5.5.5-10.11.0-rwsplit";
@@ -32,7 +40,7 @@ pub struct Login {
     pub collation: u8,
     /// Schema the client named, or the user's default schema.
     pub database: Option<Bytes>,
-    /// Sequence id of the client's last handshake packet; the login OK goes out after it.
+    /// Sequence id of the last packet of the connection phase; the login OK goes out after it.
     pub last_seq: u8,
 }
 
@@ -45,13 +53,32 @@ pub async fn handshake(
     peer: SocketAddr,
     over_limit: bool,
 ) -> Option<Login> {
+    let timeout = shared.config.load().server.handshake_timeout;
+    match tokio::time::timeout(timeout, connection_phase(io, shared, id, peer, over_limit)).await {
+        Ok(login) => login,
+        Err(_) => {
+            tracing::debug!(?timeout, "client did not finish the handshake in time");
+            None
+        }
+    }
+}
+
+async fn connection_phase(
+    io: &mut ClientIo,
+    shared: &Arc<Shared>,
+    id: ConnId,
+    peer: SocketAddr,
+    over_limit: bool,
+) -> Option<Login> {
     let config = shared.config.load_full();
     let timeout = config.server.handshake_timeout;
+    let acceptor = shared.tls.acceptor();
     let primary = shared.primary_info.load_full();
-    let offered = match &primary {
+    let mut offered = match &primary {
         Some(info) => proxy_capabilities() & (info.capabilities | CapabilityFlags::CLIENT_CONNECT_ATTRS),
         None => proxy_capabilities(),
     };
+    offered.set(CapabilityFlags::CLIENT_SSL, acceptor.offers_tls());
     let version = if !config.server.version.is_empty() {
         config.server.version.as_bytes().to_vec()
     } else {
@@ -77,7 +104,14 @@ pub async fn handshake(
     }
     io.flush(timeout).await.ok()?;
 
-    let (seq, payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+    let (mut seq, mut payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+    if let Some(tls) = acceptor.tls().filter(|_| Response::is_ssl_request(&payload)) {
+        if let Err(err) = io.start_tls(tls, timeout).await {
+            tracing::debug!(error = %err, "client TLS handshake failed");
+            return None;
+        }
+        (seq, payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+    }
     let response = match Response::parse(&payload) {
         Ok(r) if !Response::is_ssl_request(&payload) => r,
         _ => {
@@ -87,45 +121,36 @@ pub async fn handshake(
             } else {
                 ClientError::malformed_packet()
             };
-            err.write(seq.wrapping_add(1), &mut io.out);
-            let _ = io.flush(timeout).await;
-            return None;
+            return refuse(io, err, seq, timeout).await;
         }
     };
+    if acceptor.is_required() && !io.is_tls() {
+        tracing::info!(peer = %peer, "refused a client without TLS (tls.mode = \"required\")");
+        return refuse(io, ClientError::secure_transport_required(), seq, timeout).await;
+    }
     tracing::Span::current().record("user", String::from_utf8_lossy(&response.user).as_ref());
 
-    // Clients that started with another plugin are asked to switch to the native one.
-    let mut last_seq = seq;
-    let mut auth_response = response.auth_response.clone();
-    let plugin_ok = response.auth_plugin.as_deref().is_none_or(|p| p == NATIVE_PASSWORD.as_bytes());
-    if !plugin_ok {
-        let switch = AuthSwitch { plugin: NATIVE_PASSWORD.as_bytes().to_vec(), data: scramble.to_vec() };
-        let mut payload = BytesMut::new();
-        switch.encode(&mut payload);
-        put_packet(&mut io.out, last_seq.wrapping_add(1), &payload);
-        io.flush(timeout).await.ok()?;
-        let (seq, answer) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
-        last_seq = seq;
-        auth_response = answer.to_vec();
-    }
-
     let user = config.users.iter().find(|u| u.name.as_str().as_bytes() == response.user.as_slice());
-    let stored = user.and_then(stored_hash);
-    let verified = match (user, &stored) {
-        (Some(_), Some(hash)) => verify_native(&scramble, &auth_response, hash.as_ref()),
-        _ => {
-            // Spend the same work for unknown users so timing does not reveal which names exist.
-            let _ = verify_native(&scramble, &auth_response, Some(&native_hash(b"")));
-            false
+    // A client without CLIENT_PLUGIN_AUTH answered for the plugin of the greeting.
+    let client_plugin = response.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD.as_bytes());
+    let attempt = Attempt {
+        user,
+        scramble: &scramble,
+        first: Some(FirstAnswer { plugin: client_plugin, data: &response.auth_response }),
+        seq,
+        acceptor: &acceptor,
+        timeout,
+    };
+    let last_seq = match verify::authenticate(io, shared, attempt).await {
+        Verdict::Accepted { last_seq } => last_seq,
+        Verdict::Denied { last_seq, using_password } => {
+            tracing::info!(peer = %peer, "authentication failed");
+            let err = ClientError::access_denied(&response.user, &peer.ip().to_string(), using_password);
+            return refuse(io, err, last_seq, timeout).await;
         }
+        Verdict::Closed => return None,
     };
-    let Some(user) = user.filter(|_| verified) else {
-        tracing::info!(peer = %peer, "authentication failed");
-        ClientError::access_denied(&response.user, &peer.ip().to_string(), !auth_response.is_empty())
-            .write(last_seq.wrapping_add(1), &mut io.out);
-        let _ = io.flush(timeout).await;
-        return None;
-    };
+    let user = user?;
     let database = response
         .database
         .map(Bytes::from)
@@ -139,13 +164,9 @@ pub async fn handshake(
     })
 }
 
-/// The stored native hash of a user: `Some(None)` for an empty password, `None` when the
-/// configured hash is unusable (validation rejects that, so it only guards against a bad reload).
-fn stored_hash(user: &UserConfig) -> Option<Option<[u8; 20]>> {
-    match (&user.password, &user.password_hash) {
-        (Some(p), _) if p.is_empty() => Some(None),
-        (Some(p), _) => Some(Some(native_hash(p.as_bytes()))),
-        (None, Some(h)) => parse_native_hash(h).map(Some),
-        (None, None) => None,
-    }
+/// Sends `err` after the client's packet `seq` (best effort) and ends the connection phase.
+async fn refuse(io: &mut ClientIo, err: ClientError, seq: u8, timeout: std::time::Duration) -> Option<Login> {
+    err.write(seq.wrapping_add(1), &mut io.out);
+    let _ = io.flush(timeout).await;
+    None
 }

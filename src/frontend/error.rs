@@ -96,3 +96,131 @@ impl ClientError {
         put_packet(out, seq, &payload);
     }
 }
+
+impl ClientError {
+    /// Re-creates an ERR packet a backend sent (a state sync the server refused), so it can be
+    /// sent to the client with the client's sequence id.
+    pub fn from_err_packet(payload: &[u8]) -> Self {
+        match crate::protocol::okerr::Err::parse(payload) {
+            Ok(e) => {
+                Self { code: e.code, sqlstate: e.sqlstate, message: String::from_utf8_lossy(e.message).into_owned() }
+            }
+            Err(_) => Self::new(2027, b"HY000", "Malformed packet"),
+        }
+    }
+
+    /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
+    pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
+        match err {
+            backend::Error::CheckoutTimeout { .. } => Self::new(1040, b"08004", format!("Too many connections: {err}")),
+            _ => Self::backend_unavailable(backend, err),
+        }
+    }
+
+    /// No primary is known, so a write cannot run.
+    pub fn no_primary() -> Self {
+        Self::new(2003, b"HY000", "rwsplit: no primary is available for writes")
+    }
+
+    /// No replica is usable and `routing.no_replica = "error"`.
+    pub fn no_replica() -> Self {
+        Self::new(2003, b"HY000", "rwsplit: no replica is available for reads")
+    }
+}
+
+impl ClientError {
+    /// `ER_UNKNOWN_STMT_HANDLER` (1243) for a statement id the client never prepared.
+    pub fn unknown_statement(payload: &[u8], command: &str) -> Self {
+        let id = crate::protocol::prepare::statement_id(payload).unwrap_or(0);
+        Self::new(1243, b"HY000", format!("Unknown prepared statement handler ({id}) given to {command}"))
+    }
+
+    /// `ER_STMT_HAS_NO_OPEN_CURSOR` (1421).
+    pub fn no_open_cursor(id: u32) -> Self {
+        Self::new(1421, b"HY000", format!("The statement ({id}) has no open cursor."))
+    }
+
+    /// `ER_NO_SUCH_THREAD` (1094) for `KILL` of an unknown connection id.
+    pub fn unknown_thread(id: u32) -> Self {
+        Self::new(1094, b"HY000", format!("Unknown thread id: {id}"))
+    }
+
+    /// `ER_KILL_DENIED_ERROR` (1095): another user's connection.
+    pub fn not_owner(id: u32) -> Self {
+        Self::new(1095, b"HY000", format!("You are not owner of thread {id}"))
+    }
+
+    /// `ER_CONNECTION_KILLED` (1927).
+    pub fn connection_killed() -> Self {
+        Self::new(1927, b"70100", "Connection was killed")
+    }
+
+    /// `ER_NOT_ALLOWED_COMMAND` (1148): `LOAD DATA LOCAL` from a client that did not enable it.
+    pub fn local_infile_refused() -> Self {
+        Self::new(1148, b"42000", "The used command is not allowed with this MariaDB version")
+    }
+}
+
+/// Errors of a primary failover (`frontend/failover.rs`).
+impl ClientError {
+    /// The session's open transaction lived on a primary that is no longer the primary: it is
+    /// gone. `ER_LOCK_DEADLOCK` (1213, SQLSTATE 40001), the code drivers and ORMs already treat as
+    /// "the transaction was rolled back, run it again"; the session continues.
+    pub fn transaction_lost_in_failover() -> Self {
+        Self::new(
+            1213,
+            b"40001",
+            "rwsplit: the primary changed (failover); the open transaction was rolled back, run it again",
+        )
+    }
+
+    /// The session's pinned state (temporary tables, user variables, locks, server-side
+    /// `PREPARE`) lived on a primary that is no longer the primary. 2013-style; the session
+    /// continues without that state.
+    pub fn state_lost_in_failover() -> Self {
+        Self::new(
+            2013,
+            b"HY000",
+            "rwsplit: the primary changed (failover); session state kept on the old primary (temporary tables, \
+             user variables, locks, prepared SQL) is gone",
+        )
+    }
+
+    /// The held connection to the primary failed mid-statement: the statement's outcome is
+    /// unknown and the transaction and pinned state on it are gone; the session continues.
+    pub fn lost_primary(err: &backend::Error) -> Self {
+        Self::new(
+            2013,
+            b"HY000",
+            format!(
+                "rwsplit: lost the connection to the primary during the query ({err}); the open transaction and \
+                 session state on it are gone and the statement's outcome is unknown"
+            ),
+        )
+    }
+
+    /// No primary could be reached within `routing.failover_hold`.
+    pub fn no_primary_after(waited: std::time::Duration, last: Option<&ClientError>) -> Self {
+        let cause = last.map(|e| format!(": {}", e.message)).unwrap_or_default();
+        Self::new(
+            2003,
+            b"HY000",
+            format!(
+                "rwsplit: no primary is available for writes (waited {} ms for a failover){cause}",
+                waited.as_millis()
+            ),
+        )
+    }
+}
+
+impl ClientError {
+    /// `ER_SECURE_TRANSPORT_REQUIRED` (3159), MySQL's refusal of a client without TLS under
+    /// `require_secure_transport=ON` (here `tls.mode = "required"`).
+    pub fn secure_transport_required() -> Self {
+        Self::new(
+            3159,
+            b"HY000",
+            "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
+        )
+    }
+}

@@ -5,10 +5,24 @@
 //! nothing here holds a lock across an `.await`.
 
 mod auth;
+mod change_user;
+mod clients;
+mod commands;
 mod error;
+mod failover;
+pub mod kill;
+mod observe;
+mod pins;
+pub mod prepared;
+mod query;
 mod session;
+pub mod tls;
+mod verify;
 
+pub use clients::{ClientRow, Clients};
 pub use error::ClientError;
+pub use observe::{backend_rows, refresh_metrics, Drain, Ops, Phase};
+pub use pins::{Pins, REASONS as PIN_REASONS};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,7 +33,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use crate::backend::ServerInfo;
+use crate::backend::{Balancer, Pools, ServerInfo, Topology, TopologyCell};
+use crate::classify::Classifier;
 use crate::config::Config;
 
 /// A connection id the proxy hands to a client in its handshake (not a backend thread id).
@@ -39,17 +54,48 @@ pub struct Shared {
     pub config: ArcSwap<Config>,
     /// What the primary said about itself the last time the proxy connected to it.
     pub primary_info: ArcSwapOption<ServerInfo>,
+    /// Backends, roles and health, published by the monitor.
+    pub topology: TopologyCell,
+    /// Weighted replica choice.
+    pub balancer: Balancer,
+    /// Backend connection pools.
+    pub pools: Pools,
+    /// Statement classifier with its fallback cache.
+    pub classifier: Classifier,
+    /// Prepared statement metadata shared by all sessions.
+    pub prepared: prepared::Registry,
+    /// Running sessions, for `KILL`.
+    pub sessions: kill::Registry,
+    /// Client TLS acceptor, RSA key and backend TLS; [`tls::Tls::reload`] swaps them.
+    pub tls: tls::Tls,
+    /// Users who passed a full `caching_sha2_password` authentication (fast path allowed).
+    pub sha2_cache: verify::Sha2Cache,
+    /// Metrics, the client registry (`SHOW CLIENTS`) and the graceful-drain signal.
+    pub ops: Ops,
+    /// Sessions pinned, by reason (index into [`PIN_REASONS`]).
+    pub pins_total: [std::sync::atomic::AtomicU64; PIN_REASONS.len()],
     next_id: AtomicU32,
     clients: AtomicU32,
     per_user: Mutex<HashMap<String, u32>>,
 }
 
 impl Shared {
-    /// Shared state for a configuration.
-    pub fn new(config: Config) -> Self {
+    /// Shared state for a configuration, recording into `metrics`.
+    pub fn new(config: Config, metrics: Arc<crate::stats::Metrics>) -> Self {
+        let tls = tls::Tls::new(&config.tls);
         Self {
+            topology: TopologyCell::new(Topology::from_config(&config)),
             config: ArcSwap::from_pointee(config),
             primary_info: ArcSwapOption::empty(),
+            balancer: Balancer::default(),
+            pools: Pools::with_tls(tls.backend()),
+            tls,
+            sha2_cache: verify::Sha2Cache::default(),
+            classifier: Classifier::new(4096),
+            pins_total: Default::default(),
+            prepared: prepared::Registry::default(),
+            sessions: kill::Registry::default(),
+            ops: Ops::new(metrics),
             next_id: AtomicU32::new(1),
             clients: AtomicU32::new(0),
             per_user: Mutex::new(HashMap::new()),
@@ -62,6 +108,19 @@ impl Shared {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             if id != 0 {
                 return ConnId(id);
+            }
+        }
+    }
+
+    /// How many sessions were pinned for each reason, as (label, count).
+    pub fn pin_counts(&self) -> Vec<(&'static str, u64)> {
+        PIN_REASONS.iter().zip(&self.pins_total).map(|((_, label), n)| (*label, n.load(Ordering::Relaxed))).collect()
+    }
+
+    fn count_pins(&self, added: Pins) {
+        for ((pin, _), counter) in PIN_REASONS.iter().zip(&self.pins_total) {
+            if added.contains(*pin) {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -122,6 +181,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: wat
         let id = shared.next_conn_id();
         let over_limit =
             shared.clients.fetch_add(1, Ordering::Relaxed) >= shared.config.load().listen.max_client_connections;
+        observe::accepted(&shared, over_limit);
         let slot = ClientSlot(shared.clone());
         let span = tracing::info_span!("conn", conn_id = %id, client_addr = %peer, user = tracing::field::Empty);
         tokio::spawn(

@@ -8,7 +8,8 @@ use super::wire::{put_lenenc_bytes, put_lenenc_int, Reader};
 use super::{CapabilityFlags, Error, Result};
 
 /// Capabilities the proxy can offer clients; the greeting advertises these intersected with what
-/// the primary supports. Not offered yet: SSL, compression, LOCAL INFILE, query attributes.
+/// the primary supports. Not offered: compression, query attributes (SSL is added when TLS is
+/// configured).
 pub fn proxy_capabilities() -> CapabilityFlags {
     CapabilityFlags::CLIENT_LONG_PASSWORD
         | CapabilityFlags::CLIENT_FOUND_ROWS
@@ -17,6 +18,8 @@ pub fn proxy_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_IGNORE_SPACE
         | CapabilityFlags::CLIENT_PROTOCOL_41
         | CapabilityFlags::CLIENT_INTERACTIVE
+        | CapabilityFlags::CLIENT_LOCAL_FILES
+        | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
         | CapabilityFlags::CLIENT_TRANSACTIONS
         | CapabilityFlags::CLIENT_SECURE_CONNECTION
         | CapabilityFlags::CLIENT_MULTI_STATEMENTS
@@ -36,6 +39,7 @@ pub fn backend_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PROTOCOL_41
         | CapabilityFlags::CLIENT_TRANSACTIONS
         | CapabilityFlags::CLIENT_SECURE_CONNECTION
+        | CapabilityFlags::CLIENT_LOCAL_FILES
         | CapabilityFlags::CLIENT_MULTI_RESULTS
         | CapabilityFlags::CLIENT_PS_MULTI_RESULTS
         | CapabilityFlags::CLIENT_PLUGIN_AUTH

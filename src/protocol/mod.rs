@@ -11,8 +11,11 @@ pub mod command;
 pub mod handshake;
 pub mod okerr;
 pub mod packet;
+pub mod prepare;
 pub mod response;
 pub mod session_track;
+pub mod sha2;
+pub mod stream;
 pub mod wire;
 
 pub use mysql_common::constants::{CapabilityFlags, StatusFlags};

@@ -83,6 +83,12 @@ impl FrameReader {
         self.buf.is_empty()
     }
 
+    /// Takes the bytes read from the socket but not yet handed out: after an `SSLRequest` they
+    /// are the start of the peer's TLS handshake.
+    pub fn take_buffered(&mut self) -> BytesMut {
+        std::mem::take(&mut self.buf)
+    }
+
     /// Reads more bytes from `io`, waiting at most `timeout`. Returns an error on EOF: `Closed` when
     /// the buffer held no partial frame, `Truncated` otherwise.
     pub async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<()> {
@@ -174,12 +180,17 @@ pub fn put_packet(out: &mut BytesMut, mut seq: u8, payload: &[u8]) -> u8 {
     }
 }
 
-/// Writes all of `buf` to `io` within `timeout` and clears it.
+/// Writes all of `buf` to `io` within `timeout` and clears it. The stream is flushed too: a TLS
+/// stream may keep encrypted bytes buffered after `write_all` (free for plain TCP).
 pub async fn flush<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut, timeout: Duration) -> Result<()> {
     if buf.is_empty() {
         return Ok(());
     }
-    tokio::time::timeout(timeout, io.write_all(buf)).await.map_err(|_| Error::Timeout(timeout))??;
+    let write = async {
+        io.write_all(buf).await?;
+        io.flush().await
+    };
+    tokio::time::timeout(timeout, write).await.map_err(|_| Error::Timeout(timeout))??;
     buf.clear();
     Ok(())
 }

@@ -31,8 +31,15 @@ pub struct Framing {
 pub enum Expect {
     /// OK or ERR only (`COM_PING`, `COM_INIT_DB`, ...).
     OkOrErr,
-    /// OK, ERR, `LOCAL INFILE` request or text result sets, possibly several (`COM_QUERY`).
+    /// OK, ERR, `LOCAL INFILE` request or result sets, possibly several (`COM_QUERY`,
+    /// `COM_STMT_EXECUTE`).
     Results,
+    /// Rows of an open cursor and a terminator, or ERR (`COM_STMT_FETCH`).
+    Rows,
+    /// Column definitions and a terminator, or ERR (`COM_FIELD_LIST`).
+    Definitions,
+    /// Exactly one packet of any kind (`COM_STATISTICS`).
+    Single,
 }
 
 /// What the caller must do after feeding a frame.
@@ -45,6 +52,29 @@ pub enum Step {
     LocalInfile,
     /// The response is complete.
     Done(Outcome),
+}
+
+/// `SERVER_STATUS_CURSOR_EXISTS`: a cursor was opened; rows come with `COM_STMT_FETCH`.
+pub const CURSOR_EXISTS: u16 = 0x0040;
+
+/// Parses a terminator in either form: the OK that replaces EOF under `DEPRECATE_EOF`, or a
+/// classic 5-byte EOF (some commands, e.g. `COM_FIELD_LIST` on some servers, still send it).
+fn terminator(payload: &[u8]) -> Result<Ok<'_>> {
+    match okerr::eof_status(payload) {
+        Some(status) => {
+            let warnings = u16::from_le_bytes([payload[1], payload[2]]);
+            Ok(Ok {
+                header: EOF_HEADER,
+                affected_rows: 0,
+                last_insert_id: 0,
+                status,
+                warnings,
+                info: &[],
+                session_state: &[],
+            })
+        }
+        None => Ok::parse(payload),
+    }
 }
 
 /// Summary of a complete response, taken from its last OK/EOF/ERR.
@@ -72,8 +102,15 @@ enum State {
     First,
     /// Expecting this many more column definitions.
     Columns(u64),
-    /// Expecting rows or the terminator.
-    Rows,
+    /// Expecting rows or the terminator; `eof_due` when a client without `DEPRECATE_EOF` still
+    /// needs the EOF that ends the column definitions (sent once the next packet shows whether
+    /// the result is a cursor).
+    Rows {
+        /// An EOF after the column definitions is still owed to the client.
+        eof_due: bool,
+    },
+    /// Expecting `COM_FIELD_LIST` definitions or their terminator.
+    Definitions,
     /// The response has ended; nothing more may arrive.
     Finished,
 }
@@ -86,6 +123,7 @@ pub struct Tracker {
     state: State,
     continuation: bool,
     seq: u8,
+    backend_seq: u8,
     outcome: Outcome,
 }
 
@@ -94,12 +132,18 @@ impl Tracker {
     /// `client_seq`; the first packet to the client gets `client_seq + 1`. `status` is the
     /// session's last known status, used for EOF packets inserted before any terminator.
     pub fn new(expect: Expect, framing: Framing, client_seq: u8, status: u16) -> Self {
+        let state = match expect {
+            Expect::Rows => State::Rows { eof_due: false },
+            Expect::Definitions => State::Definitions,
+            Expect::OkOrErr | Expect::Results | Expect::Single => State::First,
+        };
         Self {
             expect,
             framing,
-            state: State::First,
+            state,
             continuation: false,
             seq: client_seq.wrapping_add(1),
+            backend_seq: 0,
             outcome: Outcome { status, ..Outcome::default() },
         }
     }
@@ -108,6 +152,12 @@ impl Tracker {
     /// itself when the backend fails mid-response).
     pub fn next_seq(&self) -> u8 {
         self.seq
+    }
+
+    /// The backend's sequence id of the last frame forwarded (the `LOCAL INFILE` request before
+    /// the client's data is relayed).
+    pub fn last_backend_seq(&self) -> u8 {
+        self.backend_seq
     }
 
     /// Sets the client sequence id after the client sent packets in the middle of the response
@@ -126,12 +176,21 @@ impl Tracker {
         let payload = frame.payload();
         let first = payload.first().copied();
         let is_terminator_sized = payload.len() < MAX_FRAME_PAYLOAD;
+        if self.expect == Expect::Single {
+            self.forward(&mut frame, out);
+            self.state = State::Finished;
+            return Ok(Step::Done(std::mem::take(&mut self.outcome)));
+        }
         match (self.state, first) {
             (State::Finished, _) => Err(Error::malformed("response (data after the end)")),
             (_, None) => Err(Error::malformed("response (empty packet)")),
-            (State::First | State::Rows, Some(ERR_HEADER)) => {
+            (State::First | State::Rows { .. } | State::Definitions, Some(ERR_HEADER)) => {
                 let err = okerr::Err::parse(payload)?;
                 self.outcome.error = Some(err.code);
+                if let State::Rows { eof_due: true } = self.state {
+                    let status = self.outcome.status;
+                    self.emit_with(out, |b| encode_eof(0, status, b));
+                }
                 self.forward(&mut frame, out);
                 self.state = State::Finished;
                 Ok(Step::Done(std::mem::take(&mut self.outcome)))
@@ -157,19 +216,21 @@ impl Tracker {
             (State::Columns(left), Some(_)) => {
                 self.continuation = frame.is_continued();
                 self.forward(&mut frame, out);
-                if left > 1 {
-                    self.state = State::Columns(left - 1);
+                self.state = if left > 1 {
+                    State::Columns(left - 1)
                 } else {
-                    if !self.framing.deprecate_eof {
-                        let status = self.outcome.status;
-                        self.emit_with(out, |b| encode_eof(0, status, b));
-                    }
-                    self.state = State::Rows;
-                }
+                    State::Rows { eof_due: !self.framing.deprecate_eof }
+                };
                 Ok(Step::More)
             }
-            (State::Rows, Some(EOF_HEADER)) if is_terminator_sized => {
-                let ok = Ok::parse(payload)?;
+            (state @ (State::Rows { .. } | State::Definitions), Some(EOF_HEADER)) if is_terminator_sized => {
+                let eof_due = matches!(state, State::Rows { eof_due: true });
+                let ok = terminator(payload)?;
+                if eof_due && ok.status & CURSOR_EXISTS == 0 {
+                    // An ordinary empty result: the EOF after the definitions, then the closing one.
+                    let status = ok.status;
+                    self.emit_with(out, |b| encode_eof(0, status, b));
+                }
                 if self.framing.deprecate_eof {
                     self.emit_ok(&ok, out);
                 } else {
@@ -177,8 +238,18 @@ impl Tracker {
                 }
                 self.after_terminator(&ok)
             }
-            (State::Rows, Some(_)) => {
+            (State::Rows { eof_due }, Some(_)) => {
+                if eof_due {
+                    let status = self.outcome.status;
+                    self.emit_with(out, |b| encode_eof(0, status, b));
+                    self.state = State::Rows { eof_due: false };
+                }
                 self.outcome.rows += 1;
+                self.continuation = frame.is_continued();
+                self.forward(&mut frame, out);
+                Ok(Step::More)
+            }
+            (State::Definitions, Some(_)) => {
                 self.continuation = frame.is_continued();
                 self.forward(&mut frame, out);
                 Ok(Step::More)
@@ -212,6 +283,7 @@ impl Tracker {
     }
 
     fn forward(&mut self, frame: &mut Frame, out: &mut BytesMut) {
+        self.backend_seq = frame.seq();
         frame.set_seq(self.seq);
         self.seq = self.seq.wrapping_add(1);
         out.extend_from_slice(frame.as_bytes());

@@ -3,6 +3,8 @@
 //! input. A test that needs the cluster and cannot reach it fails, naming the command to run.
 #![allow(dead_code)]
 
+pub mod faults;
+pub mod ops;
 pub mod raw;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -133,7 +135,24 @@ pub async fn fresh_db(cluster: &Cluster, prefix: &str) -> String {
     conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await.unwrap();
     conn.query_drop(format!("CREATE DATABASE `{name}`")).await.unwrap();
     conn.disconnect().await.unwrap();
+    cluster.wait_replicas().await;
     name
+}
+
+impl Cluster {
+    /// Waits until every replica has applied everything the primary has written so far.
+    pub async fn wait_replicas(&self) {
+        let mut primary = self.primary_conn().await;
+        let pos: String = primary.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+        primary.disconnect().await.unwrap();
+        for port in self.replicas() {
+            let mut replica = Conn::new(direct_opts(port, None)).await.unwrap();
+            let waited: i64 =
+                replica.query_first(format!("SELECT MASTER_GTID_WAIT('{pos}', 30)")).await.unwrap().unwrap();
+            assert_eq!(waited, 0, "replica on {port} did not reach {pos} within 30 s");
+            replica.disconnect().await.unwrap();
+        }
+    }
 }
 
 /// Polls `check` every 50 ms until it returns true or `limit` passes; returns whether it did.

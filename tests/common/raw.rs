@@ -32,14 +32,19 @@ impl RawClient {
 
     /// Connects and logs in with `mysql_native_password`; returns the login reply's payload.
     pub async fn login(port: u16, user: &str, password: &str) -> (RawClient, Bytes) {
+        Self::login_with(port, user, password, CapabilityFlags::CLIENT_DEPRECATE_EOF).await
+    }
+
+    /// Logs in with the basic 4.1 capabilities plus `extra`.
+    pub async fn login_with(port: u16, user: &str, password: &str, extra: CapabilityFlags) -> (RawClient, Bytes) {
         let mut client = Self::open(port).await;
         let caps = CapabilityFlags::CLIENT_PROTOCOL_41
             | CapabilityFlags::CLIENT_SECURE_CONNECTION
             | CapabilityFlags::CLIENT_PLUGIN_AUTH
             | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
-            | CapabilityFlags::CLIENT_DEPRECATE_EOF
             | CapabilityFlags::CLIENT_TRANSACTIONS
-            | CapabilityFlags::CLIENT_LONG_PASSWORD;
+            | CapabilityFlags::CLIENT_LONG_PASSWORD
+            | extra;
         let response = Response {
             capabilities: caps,
             max_packet: 1 << 24,
@@ -71,6 +76,48 @@ impl RawClient {
     /// Reads one logical packet; `None` when the proxy closed the connection.
     pub async fn read_packet(&mut self) -> Option<(u8, Bytes)> {
         self.reader.packet(&mut self.stream, T, 1 << 30).await.ok()
+    }
+
+    /// Sends a `COM_QUERY` and collects every packet of the response up to the end of the
+    /// first result set (or an OK/ERR), as payloads.
+    pub async fn query_packets(&mut self, sql: &str, deprecate_eof: bool) -> Vec<Bytes> {
+        let mut payload = vec![0x03];
+        payload.extend_from_slice(sql.as_bytes());
+        self.send_packet(0, &payload).await;
+        let mut packets = Vec::new();
+        let mut eofs = 0;
+        while let Some((_, p)) = self.read_packet().await {
+            let first = p.first().copied();
+            packets.push(p.clone());
+            if packets.len() == 1 && matches!(first, Some(0x00 | 0xFF)) {
+                break;
+            }
+            if first == Some(0xFF) {
+                break;
+            }
+            if first == Some(0xFE) && p.len() < 0xFF_FFFF {
+                eofs += 1;
+                if deprecate_eof || eofs == 2 {
+                    break;
+                }
+            }
+        }
+        packets
+    }
+
+    /// Reads the packets of one reply up to its terminator (OK/EOF/ERR), as payloads.
+    pub async fn query_reply(&mut self, deprecate_eof: bool) -> Vec<Bytes> {
+        let mut packets = Vec::new();
+        while let Some((_, p)) = self.read_packet().await {
+            let first = p.first().copied();
+            packets.push(p.clone());
+            let only = packets.len() == 1 && matches!(first, Some(0x00 | 0xFF));
+            let end = first == Some(0xFF) || (first == Some(0xFE) && p.len() < 0xFF_FFFF);
+            if only || (end && (deprecate_eof || packets.len() > 1)) {
+                break;
+            }
+        }
+        packets
     }
 
     /// Reads packets until the connection closes; returns how many arrived.

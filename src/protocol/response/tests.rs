@@ -181,3 +181,41 @@ fn protocol_violations_are_errors() {
     let extra = rt.block_on(reader.next(&mut io, std::time::Duration::from_secs(1))).unwrap();
     assert!(tracker.feed(extra, &mut out).is_err(), "data after the end");
 }
+
+#[test]
+fn empty_results_and_cursors_get_the_eofs_old_clients_expect() {
+    let empty = result_set(1, &[], STATUS_AUTOCOMMIT);
+    let (_, client) = run(Expect::Results, OLD, &empty);
+    assert_eq!(client.len(), 4, "count, column, EOF, EOF");
+    assert_eq!(client[2].1, vec![0xFE, 0, 0, 0x02, 0]);
+
+    // A cursor: the definitions end with a terminator carrying CURSOR_EXISTS and no rows follow.
+    let cursor = result_set(1, &[], STATUS_AUTOCOMMIT | CURSOR_EXISTS);
+    let (steps, client) = run(Expect::Results, OLD, &cursor);
+    assert!(matches!(steps.last(), Some(Step::Done(o)) if o.status & CURSOR_EXISTS != 0));
+    assert_eq!(client.len(), 3, "count, column, one EOF with CURSOR_EXISTS");
+    assert_eq!(client[2].1, vec![0xFE, 3, 0, 0x42, 0]);
+    let (_, client) = run(Expect::Results, NEW, &cursor);
+    assert_eq!(client.len(), 3);
+}
+
+#[test]
+fn fetch_field_list_and_single_packet_responses() {
+    let rows =
+        vec![b"\x00\x00\x01".to_vec(), b"\x00\x00\x02".to_vec(), ok_payload(0xFE, STATUS_AUTOCOMMIT | 0x80, b"")];
+    let (steps, client) = run(Expect::Rows, OLD, &rows);
+    assert!(matches!(steps.last(), Some(Step::Done(o)) if o.rows == 2));
+    assert_eq!(client.len(), 3);
+    assert_eq!(client[2].1, vec![0xFE, 3, 0, 0x82, 0]);
+
+    let defs = vec![column_def("a"), column_def("b"), vec![0xFE, 0, 0, 2, 0]];
+    let (steps, client) = run(Expect::Definitions, NEW, &defs);
+    assert!(matches!(steps.last(), Some(Step::Done(_))));
+    assert_eq!(client[2].1, vec![0xFE, 0, 0, 2, 0, 0, 0], "a classic EOF becomes an OK for new clients");
+    let (_, client) = run(Expect::Definitions, OLD, &defs);
+    assert_eq!(client[2].1, vec![0xFE, 0, 0, 2, 0]);
+
+    let (steps, client) = run(Expect::Single, NEW, &[b"Uptime: 5  Threads: 1".to_vec()]);
+    assert!(matches!(steps[0], Step::Done(_)));
+    assert_eq!(client[0].1, b"Uptime: 5  Threads: 1");
+}

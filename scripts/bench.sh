@@ -1,0 +1,490 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: sysbench directly against the primary and through rwsplit, side by side in one run, plus a
+# connection-scale run (many idle clients and a few active ones). Prints a markdown table and writes it to a file.
+#
+#   scripts/bench.sh                         the whole run (about 20 minutes on a 2-core machine)
+#   RWSPLIT_BENCH_DURATION=5 RWSPLIT_BENCH_REPS=1 scripts/bench.sh     a quick look
+#   scripts/cluster.sh down                  stop the MariaDB cluster afterwards (this script leaves it running)
+#
+# What it does: `scripts/cluster.sh up`; installs Debian's sysbench if missing; `cargo build --release`; starts
+# target/release/rwsplit with a generated config (free 127.0.0.1 ports, generous pools); prepares sysbench tables
+# in database `sbtest` on the primary and waits for the replicas; then, for every workload × threads × PS mode,
+# runs sysbench interleaved: direct, proxy[, replica], direct, proxy[, replica], ... Each run records QPS, p50 and
+# p95 latency (from sysbench's latency histogram, microsecond resolution), rwsplit's CPU time per query (utime +
+# stime of its /proc/<pid>/stat around the run, divided by the queries sysbench reports), where the proxied
+# statements ran (each node's `Questions` counter), and the CPU used by everything else on the machine (other
+# load, e.g. tests running at the same time).
+#
+# Targets: "direct" is the primary; "proxy" is rwsplit, which sends reads outside transactions to the replicas
+# (point selects: replicas; sysbench's read_only and read_write wrap everything in BEGIN/COMMIT, so they stay on the
+# primary); "replica" (point selects only) is a direct connection to one replica, the baseline for reads the proxy
+# moved to replicas.
+#
+# Environment (defaults in brackets):
+#   RWSPLIT_BENCH_DURATION    seconds per sysbench run [8]
+#   RWSPLIT_BENCH_REPS        repetitions of each configuration [3]
+#   RWSPLIT_BENCH_WARMUP      seconds of unrecorded warm-up per configuration and target [2]
+#   RWSPLIT_BENCH_WORKLOADS   sysbench tests [oltp_point_select oltp_read_only oltp_read_write]
+#   RWSPLIT_BENCH_THREADS     client threads [8 32]
+#   RWSPLIT_BENCH_LATENCY_THREADS  extra thread counts for oltp_point_select only (unloaded latency) [1]
+#   RWSPLIT_BENCH_PS_MODES    sysbench --db-ps-mode values [disable auto]
+#   RWSPLIT_BENCH_REPLICA     1 adds the direct-to-replica baseline for oltp_point_select [1]
+#   RWSPLIT_BENCH_TABLES, RWSPLIT_BENCH_TABLE_SIZE   sysbench data set [4, 10000]
+#   RWSPLIT_BENCH_IDLE_CLIENTS, RWSPLIT_BENCH_ACTIVE_CLIENTS, RWSPLIT_BENCH_SCALE_SECS   connection scale [5000, 64, 10]
+#   RWSPLIT_BENCH_SKIP        space-separated phases to skip: sysbench, scale
+#   RWSPLIT_BENCH_OUT         output directory [target/bench-results]
+#
+# Prepared statements: until rwsplit supports COM_STMT_*, sysbench's --db-ps-mode=auto runs through the proxy fail
+# (ERR 1047); each run is then reported as failed with sysbench's error instead of aborting the script.
+# Only processes this script started are stopped, by pid; the cluster keeps running.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${RWSPLIT_BENCH_DURATION:-8}
+REPS=${RWSPLIT_BENCH_REPS:-3}
+WARMUP=${RWSPLIT_BENCH_WARMUP:-2}
+WORKLOADS=${RWSPLIT_BENCH_WORKLOADS:-oltp_point_select oltp_read_only oltp_read_write}
+THREADS=${RWSPLIT_BENCH_THREADS:-8 32}
+LATENCY_THREADS=${RWSPLIT_BENCH_LATENCY_THREADS:-1}
+PS_MODES=${RWSPLIT_BENCH_PS_MODES:-disable auto}
+REPLICA_BASELINE=${RWSPLIT_BENCH_REPLICA:-1}
+TABLES=${RWSPLIT_BENCH_TABLES:-4}
+TABLE_SIZE=${RWSPLIT_BENCH_TABLE_SIZE:-10000}
+IDLE_CLIENTS=${RWSPLIT_BENCH_IDLE_CLIENTS:-5000}
+ACTIVE_CLIENTS=${RWSPLIT_BENCH_ACTIVE_CLIENTS:-64}
+SCALE_SECS=${RWSPLIT_BENCH_SCALE_SECS:-10}
+SKIP=${RWSPLIT_BENCH_SKIP:-}
+OUT_DIR=${RWSPLIT_BENCH_OUT:-$ROOT/target/bench-results}
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+WORK="$OUT_DIR/run-$STAMP"
+RUNS_TSV="$WORK/runs.tsv"
+RESULT_MD="$OUT_DIR/bench-$STAMP.md"
+NPROC=$(nproc)
+CLK_TCK=$(getconf CLK_TCK)
+
+PROXY_PID=""
+PROXY_PORT=""
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+has() { command -v "$1" >/dev/null 2>&1; }
+skipped() { [[ " $SKIP " == *" $1 "* ]]; }
+
+as_root() {
+  if [[ $EUID -eq 0 ]]; then
+    "$@"
+  elif has sudo; then
+    sudo "$@"
+  else
+    die "need root (or sudo) to run: $*"
+  fi
+}
+
+# --- processes ---------------------------------------------------------------------------------------------------
+
+stop_proxy() {
+  [[ -n $PROXY_PID ]] || return 0
+  if kill -0 "$PROXY_PID" 2>/dev/null; then
+    kill -TERM "$PROXY_PID" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$PROXY_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+  fi
+  PROXY_PID=""
+}
+trap stop_proxy EXIT
+
+is_port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+free_port() {
+  local p
+  for _ in $(seq 200); do
+    p=$((20000 + RANDOM % 40000))
+    is_port_in_use "$p" || {
+      printf '%s' "$p"
+      return 0
+    }
+  done
+  die "no free port found"
+}
+
+# utime + stime of a process, in clock ticks (0 if it is gone).
+cpu_ticks() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || {
+    echo 0
+    return
+  }
+  # Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+  stat=${stat##*) }
+  awk '{ print $12 + $13 }' <<<"$stat"
+}
+
+# Busy clock ticks of the whole machine (all CPUs).
+machine_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# Runs SQL as root over a node's unix socket; tab-separated, no headers.
+node_sql() { mariadb --no-defaults --protocol=socket -S "$1" -uroot --connect-timeout=5 -N -B -e "$2"; }
+
+questions() { node_sql "$1" "SHOW GLOBAL STATUS LIKE 'Questions'" | awk '{ print $2 }'; }
+
+# --- setup -------------------------------------------------------------------------------------------------------
+
+ensure_sysbench() {
+  has sysbench && return 0
+  log "installing sysbench with apt-get"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 sysbench
+  has sysbench || die "sysbench still missing after apt-get install"
+}
+
+write_config() {
+  local file=$1 port=$2
+  cat >"$file" <<EOF
+# Generated by scripts/bench.sh for one benchmark run.
+[listen]
+mysql = "127.0.0.1:$port"
+admin = "127.0.0.1:$(free_port)"
+http = "127.0.0.1:$(free_port)"
+max_client_connections = $((IDLE_CLIENTS + ACTIVE_CLIENTS + 1000))
+
+[[backends]]
+name = "$RWSPLIT_PRIMARY_NODE"
+host = "127.0.0.1"
+port = $RWSPLIT_PRIMARY_PORT
+role = "primary"
+
+[[backends]]
+name = "$RWSPLIT_REPLICA1_NODE"
+host = "127.0.0.1"
+port = $RWSPLIT_REPLICA1_PORT
+role = "replica"
+
+[[backends]]
+name = "$RWSPLIT_REPLICA2_NODE"
+host = "127.0.0.1"
+port = $RWSPLIT_REPLICA2_PORT
+role = "replica"
+
+[[users]]
+name = "app"
+password = "app"
+
+[pool]
+max_connections_per_backend = 200
+
+[logging]
+level = "warn"
+EOF
+}
+
+start_proxy() {
+  local config="$WORK/rwsplit.toml"
+  PROXY_PORT=$(free_port)
+  write_config "$config" "$PROXY_PORT"
+  ./target/release/rwsplit --config "$config" >>"$WORK/rwsplit.log" 2>&1 &
+  PROXY_PID=$!
+  for _ in $(seq 200); do
+    is_port_in_use "$PROXY_PORT" && break
+    kill -0 "$PROXY_PID" 2>/dev/null || die "rwsplit exited at startup; see $WORK/rwsplit.log"
+    sleep 0.1
+  done
+  is_port_in_use "$PROXY_PORT" || die "rwsplit did not listen on $PROXY_PORT; see $WORK/rwsplit.log"
+  log "rwsplit pid $PROXY_PID on 127.0.0.1:$PROXY_PORT"
+}
+
+sysbench_args() {
+  printf '%s\n' --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=app --mysql-password=app --mysql-db=sbtest \
+    --tables="$TABLES" --table-size="$TABLE_SIZE"
+}
+
+prepare_tables() {
+  node_sql "$RWSPLIT_PRIMARY_SOCKET" "CREATE DATABASE IF NOT EXISTS sbtest"
+  local ok=1 t n
+  for t in $(seq "$TABLES"); do
+    n=$(node_sql "$RWSPLIT_PRIMARY_SOCKET" "SELECT COUNT(*) FROM sbtest.sbtest$t" 2>/dev/null || echo -1)
+    [[ $n == "$TABLE_SIZE" ]] || ok=0
+  done
+  if ((ok)); then
+    log "sysbench tables already prepared ($TABLES x $TABLE_SIZE rows)"
+  else
+    log "preparing sysbench tables ($TABLES x $TABLE_SIZE rows) on the primary"
+    mapfile -t args < <(sysbench_args)
+    sysbench oltp_common "${args[@]}" --mysql-port="$RWSPLIT_PRIMARY_PORT" cleanup >"$WORK/prepare.log" 2>&1 || true
+    sysbench oltp_common "${args[@]}" --mysql-port="$RWSPLIT_PRIMARY_PORT" prepare >>"$WORK/prepare.log" 2>&1 ||
+      die "sysbench prepare failed; see $WORK/prepare.log"
+  fi
+  local pos sock
+  pos=$(node_sql "$RWSPLIT_PRIMARY_SOCKET" "SELECT @@gtid_binlog_pos")
+  for sock in "$RWSPLIT_REPLICA1_SOCKET" "$RWSPLIT_REPLICA2_SOCKET"; do
+    [[ $(node_sql "$sock" "SELECT MASTER_GTID_WAIT('$pos', 300)") == 0 ]] || die "replica $sock did not reach $pos"
+  done
+  log "replicas caught up at $pos"
+}
+
+# --- one sysbench run --------------------------------------------------------------------------------------------
+
+# Prints "p50_us p95_us" from sysbench's --histogram output (values in ms, ~1.8% wide buckets).
+histogram_percentiles() {
+  awk '
+    /Latency histogram/ { on = 1; next }
+    on && /^ *[0-9.]+ \|/ { n++; v[n] = $1; c[n] = $NF; total += $NF; next }
+    on && n && !/^ *[0-9.]+ \|/ { on = 0 }
+    END {
+      if (total == 0) { print "- -"; exit }
+      for (i = 1; i <= n; i++) {
+        cum += c[i]
+        if (!p50 && cum >= total * 0.50) p50 = v[i]
+        if (!p95 && cum >= total * 0.95) p95 = v[i]
+      }
+      printf "%.0f %.0f\n", p50 * 1000, p95 * 1000
+    }' "$1"
+}
+
+# run_one KIND(recorded|warmup) TARGET PORT WORKLOAD THREADS PS_MODE REP
+run_one() {
+  local kind=$1 target=$2 port=$3 workload=$4 threads=$5 ps=$6 rep=$7
+  local secs=$DURATION
+  [[ $kind == warmup ]] && secs=$WARMUP
+  local logf="$WORK/$workload-t$threads-$ps-$target-$kind$rep.log"
+  local q_before=() q_after=() sock proxy_before=0 proxy_after=0 db_before=0 db_after=0 busy_before busy_after pid
+  local sockets=("$RWSPLIT_PRIMARY_SOCKET" "$RWSPLIT_REPLICA1_SOCKET" "$RWSPLIT_REPLICA2_SOCKET")
+  local db_pids=("$RWSPLIT_PRIMARY_PID" "$RWSPLIT_REPLICA1_PID" "$RWSPLIT_REPLICA2_PID")
+  if [[ $kind == recorded ]]; then
+    for sock in "${sockets[@]}"; do q_before+=("$(questions "$sock")"); done
+  fi
+  for pid in "${db_pids[@]}"; do db_before=$((db_before + $(cpu_ticks "$pid"))); done
+  [[ -n $PROXY_PID ]] && proxy_before=$(cpu_ticks "$PROXY_PID")
+  busy_before=$(machine_busy_ticks)
+  local started=$EPOCHREALTIME rc=0 times TIMEFORMAT='%3U %3S'
+  mapfile -t args < <(sysbench_args)
+  # bash's `time` reports sysbench's own user and system CPU seconds.
+  { time sysbench "$workload" "${args[@]}" --mysql-port="$port" --threads="$threads" --time="$secs" \
+    --report-interval=0 --percentile=95 --histogram=on --db-ps-mode="$ps" run >"$logf" 2>&1; } 2>"$logf.time" || rc=$?
+  times=$(tail -n 1 "$logf.time")
+  local elapsed
+  elapsed=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
+  busy_after=$(machine_busy_ticks)
+  [[ -n $PROXY_PID ]] && proxy_after=$(cpu_ticks "$PROXY_PID")
+  for pid in "${db_pids[@]}"; do db_after=$((db_after + $(cpu_ticks "$pid"))); done
+  [[ $kind == recorded ]] || return 0
+  for sock in "${sockets[@]}"; do q_after+=("$(questions "$sock")"); done
+
+  local queries qps status p50 p95 cpu_us replica_share other_pct
+  queries=$(awk '/^ *queries:/ { print $2; exit }' "$logf")
+  qps=$(awk '/^ *queries:/ { gsub(/\(/, "", $3); print $3; exit }' "$logf")
+  read -r p50 p95 < <(histogram_percentiles "$logf")
+  if ((rc == 0)) && [[ -n $queries && $queries != 0 ]]; then
+    status=ok
+  else
+    status="failed: $(grep -m1 -E 'FATAL|error|Error' "$logf" | tr '\t|' '  ' | cut -c1-160)"
+    [[ $status == "failed: " ]] && status="failed: sysbench exit $rc"
+    queries=${queries:-0}
+    qps=${qps:-0}
+  fi
+  cpu_us=-
+  if [[ $target == proxy && $status == ok ]]; then
+    cpu_us=$(awk -v t=$((proxy_after - proxy_before)) -v hz="$CLK_TCK" -v q="$queries" 'BEGIN { printf "%.1f", t / hz * 1e6 / q }')
+  fi
+  replica_share=-
+  if [[ $status == ok ]]; then
+    local dp=$((q_after[0] - q_before[0])) dr=$((q_after[1] - q_before[1] + q_after[2] - q_before[2]))
+    ((dp + dr > 0)) && replica_share=$(awk -v r="$dr" -v t="$((dp + dr))" 'BEGIN { printf "%.2f", r / t }')
+  fi
+  # Everything that is neither sysbench, rwsplit nor the three MariaDB servers, as a share of all CPUs.
+  local sb_ticks
+  sb_ticks=$(awk -v u="${times% *}" -v s="${times#* }" -v hz="$CLK_TCK" 'BEGIN { printf "%d", (u + s) * hz }')
+  other_pct=$(awk -v busy=$((busy_after - busy_before)) -v mine=$((proxy_after - proxy_before + db_after - db_before + sb_ticks)) \
+    -v secs="$elapsed" -v hz="$CLK_TCK" -v n="$NPROC" \
+    'BEGIN { o = (busy - mine) / (secs * hz * n) * 100; if (o < 0) o = 0; printf "%.0f", o }')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$threads" "$ps" "$target" "$rep" \
+    "$status" "$queries" "$qps" "$p50" "$p95" "$cpu_us" "$replica_share" "$other_pct" >>"$RUNS_TSV"
+  log "$(printf '%-18s t=%-3s ps=%-7s %-7s #%s %-8s qps=%-9s p50=%sus p95=%sus cpu/q=%sus replicas=%s other=%s%%' \
+    "$workload" "$threads" "$ps" "$target" "$rep" "${status%%:*}" "$qps" "$p50" "$p95" "$cpu_us" "$replica_share" "$other_pct")"
+}
+
+run_matrix() {
+  local workload threads ps rep target
+  for workload in $WORKLOADS; do
+    local thread_list=$THREADS
+    [[ $workload == oltp_point_select ]] && thread_list="$LATENCY_THREADS $THREADS"
+    for threads in $thread_list; do
+      for ps in $PS_MODES; do
+        local targets=(direct proxy)
+        [[ $workload == oltp_point_select && $REPLICA_BASELINE == 1 ]] && targets+=(replica)
+        for target in "${targets[@]}"; do
+          run_one warmup "$target" "$(target_port "$target")" "$workload" "$threads" "$ps" 0 || true
+        done
+        for rep in $(seq "$REPS"); do
+          for target in "${targets[@]}"; do
+            run_one recorded "$target" "$(target_port "$target")" "$workload" "$threads" "$ps" "$rep"
+          done
+        done
+      done
+    done
+  done
+}
+
+target_port() {
+  case $1 in
+    direct) printf '%s' "$RWSPLIT_PRIMARY_PORT" ;;
+    proxy) printf '%s' "$PROXY_PORT" ;;
+    replica) printf '%s' "$RWSPLIT_REPLICA1_PORT" ;;
+  esac
+}
+
+# --- report ------------------------------------------------------------------------------------------------------
+
+median() {
+  (($#)) || {
+    echo -
+    return
+  }
+  printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+
+# Median of column $2 over the runs of one configuration and target that succeeded.
+col_median() {
+  local key=$1 col=$2
+  mapfile -t vals < <(awk -F'\t' -v k="$key" -v c="$col" '$1 "/" $2 "/" $3 "/" $4 == k && $6 == "ok" && $c != "-" { print $c }' "$RUNS_TSV")
+  median "${vals[@]}"
+}
+
+report_sysbench() {
+  echo "| workload | threads | ps-mode | target | runs ok | median QPS | vs direct | p50 µs | p95 µs | rwsplit CPU µs/query | on replicas | other load |"
+  echo "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local workload threads ps target key ok total qps direct_qps ratio failure
+  while IFS=$'\t' read -r workload threads ps target; do
+    key="$workload/$threads/$ps/$target"
+    total=$(awk -F'\t' -v k="$key" '$1 "/" $2 "/" $3 "/" $4 == k' "$RUNS_TSV" | wc -l)
+    ok=$(awk -F'\t' -v k="$key" '$1 "/" $2 "/" $3 "/" $4 == k && $6 == "ok"' "$RUNS_TSV" | wc -l)
+    if ((ok == 0)); then
+      failure=$(awk -F'\t' -v k="$key" '$1 "/" $2 "/" $3 "/" $4 == k { print $6; exit }' "$RUNS_TSV")
+      echo "| $workload | $threads | $ps | $target | 0/$total | ${failure} | | | | | | |"
+      continue
+    fi
+    qps=$(col_median "$key" 8)
+    direct_qps=$(col_median "$workload/$threads/$ps/direct" 8)
+    ratio=-
+    [[ $target != direct && $direct_qps != - ]] &&
+      ratio=$(awk -v a="$qps" -v b="$direct_qps" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "-" }')
+    [[ $target == direct ]] && ratio="1.00×"
+    printf '| %s | %s | %s | %s | %s/%s | %.0f | %s | %s | %s | %s | %s | %s%% |\n' "$workload" "$threads" "$ps" "$target" \
+      "$ok" "$total" "$qps" "$ratio" "$(col_median "$key" 9)" "$(col_median "$key" 10)" "$(col_median "$key" 11)" \
+      "$(col_median "$key" 12)" "$(col_median "$key" 13)"
+  done < <(awk -F'\t' '!seen[$1 FS $2 FS $3 FS $4]++ { print $1 "\t" $2 "\t" $3 "\t" $4 }' "$RUNS_TSV")
+}
+
+machine_header() {
+  local mem cpu mariadb_version rustc_version
+  mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  mariadb_version=$(node_sql "$RWSPLIT_PRIMARY_SOCKET" "SELECT VERSION()")
+  rustc_version=$(rustc --version 2>/dev/null || echo unknown)
+  echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "- rwsplit: $(git describe --always --dirty 2>/dev/null || echo unknown) (release build), $rustc_version"
+  echo "- MariaDB $mariadb_version (1 primary + 2 replicas, scripts/cluster.sh), $(sysbench --version)"
+  echo "- machine: $NPROC CPUs ($cpu), $mem RAM; client, proxy and the three servers share it"
+  echo "- load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- settings: ${DURATION}s per run, $REPS repetitions, interleaved direct/proxy[/replica], $TABLES tables × $TABLE_SIZE rows"
+}
+
+# --- connection scale --------------------------------------------------------------------------------------------
+
+run_scale() {
+  local exe limit
+  exe=$(cargo bench --bench connscale --no-run --message-format=json 2>/dev/null |
+    grep -o '"executable":"[^"]*connscale[^"]*"' | tail -1 | cut -d'"' -f4)
+  [[ -x $exe ]] || die "could not build benches/connscale.rs"
+  limit=$(ulimit -Hn)
+  [[ $limit == unlimited ]] && limit=65536
+  ((limit > 65536)) && limit=65536
+  ulimit -n "$limit"
+  local need=$((IDLE_CLIENTS + ACTIVE_CLIENTS + 200))
+  ((limit >= need)) || die "ulimit -n hard limit $limit is below the $need descriptors the scale run needs"
+  # A fresh proxy, so the measured memory is what the connections themselves cost.
+  stop_proxy
+  start_proxy
+  log "connection scale: $IDLE_CLIENTS idle + $ACTIVE_CLIENTS active clients through rwsplit (pid $PROXY_PID)"
+  CONNSCALE_PORT=$PROXY_PORT CONNSCALE_PID=$PROXY_PID CONNSCALE_IDLE=$IDLE_CLIENTS CONNSCALE_ACTIVE=$ACTIVE_CLIENTS \
+    CONNSCALE_SECS=$SCALE_SECS CONNSCALE_TABLES=$TABLES CONNSCALE_ROWS=$TABLE_SIZE \
+    CONNSCALE_BACKEND_PORTS="$RWSPLIT_PRIMARY_PORT,$RWSPLIT_REPLICA1_PORT,$RWSPLIT_REPLICA2_PORT" \
+    "$exe" >"$WORK/connscale.out" 2>"$WORK/connscale.err" || {
+    log "connscale failed: $(tail -n 3 "$WORK/connscale.err")"
+    return 0
+  }
+  cat "$WORK/connscale.out" >&2
+}
+
+report_scale() {
+  local f="$WORK/connscale.out"
+  [[ -s $f ]] || {
+    echo "connection-scale run not done or failed (see $WORK/connscale.err)"
+    return
+  }
+  get() { awk -F= -v k="$1" '$1 == k { print $2 }' "$f"; }
+  echo "| measure | value |"
+  echo "|---|---:|"
+  echo "| idle clients logged in (each ran one point select) | $(get idle_clients) (errors: $(get idle_errors), ${IDLE_CLIENTS} asked) |"
+  echo "| time to open them, 32 at a time | $(get idle_connect_secs) s |"
+  echo "| rwsplit RSS before / with idle clients | $(get rss_before_kib) KiB / $(get rss_idle_kib) KiB |"
+  echo "| **RSS per idle client connection** | **$(awk -v b="$(get rss_per_idle_client_bytes)" 'BEGIN { printf "%.1f KiB", b / 1024 }')** |"
+  echo "| backend connections before / idle / max while $(get active_clients) clients active | $(get backend_conns_before) / $(get backend_conns_idle) / $(get backend_conns_active_max) |"
+  echo "| active point-select QPS with the idle clients connected | $(get active_qps) (errors: $(get active_errors)) |"
+  echo "| rwsplit max RSS while active | $(get rss_active_max_kib) KiB |"
+}
+
+# --- main --------------------------------------------------------------------------------------------------------
+
+main() {
+  mkdir -p "$WORK"
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  log "results in $WORK"
+  scripts/cluster.sh up >&2
+  set -a
+  eval "$(scripts/cluster.sh env)"
+  set +a
+  ensure_sysbench
+  log "cargo build --release"
+  cargo build --release >&2
+  start_proxy
+  prepare_tables
+  : >"$RUNS_TSV"
+  skipped sysbench || run_matrix
+  skipped scale || run_scale
+  stop_proxy
+  {
+    echo "# rwsplit benchmark $STAMP"
+    echo
+    machine_header
+    echo
+    echo "direct = the primary; proxy = rwsplit (reads outside transactions go to the 2 replicas, so point selects"
+    echo "run there, while sysbench's read_only/read_write use BEGIN/COMMIT and stay on the primary); replica ="
+    echo "one replica directly. QPS and latencies are medians over the runs; p50/p95 from sysbench's histogram."
+    echo "rwsplit CPU = (utime+stime) / queries. on replicas = share of statements the nodes counted on replicas."
+    echo "other load = CPU used by processes other than sysbench, rwsplit and MariaDB, as a share of all CPUs."
+    echo
+    if [[ -s $RUNS_TSV ]]; then report_sysbench; else echo "(sysbench phase skipped)"; fi
+    echo
+    echo "## Connection scale"
+    echo
+    if skipped scale; then echo "(skipped)"; else report_scale; fi
+    echo
+    echo "Raw runs: $RUNS_TSV; logs: $WORK"
+  } >"$RESULT_MD"
+  cat "$RESULT_MD"
+  log "wrote $RESULT_MD (stop the cluster with: scripts/cluster.sh down)"
+}
+
+main "$@"

@@ -1,0 +1,112 @@
+//! The prepared statements one backend connection holds: proxy statement id → backend
+//! statement id, bounded. When full, the least recently used statement is evicted and closed on
+//! the server (lazily: the `COM_STMT_CLOSE` rides along with the next command, it has no
+//! response), so `max_prepared_stmt_count` is never exhausted by the proxy.
+
+use std::collections::HashMap;
+
+/// Proxy-wide id of a prepared statement (one per distinct user, schema and SQL text).
+pub type GlobalId = u64;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    backend_id: u32,
+    types_sent: bool,
+    last_used: u64,
+}
+
+/// Statements prepared on one connection.
+#[derive(Debug)]
+pub struct StmtCache {
+    entries: HashMap<GlobalId, Entry>,
+    capacity: usize,
+    clock: u64,
+    to_close: Vec<u32>,
+}
+
+impl StmtCache {
+    /// A cache holding at most `capacity` statements (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Self { entries: HashMap::new(), capacity: capacity.max(1), clock: 0, to_close: Vec::new() }
+    }
+
+    /// The backend id of `id` on this connection, and whether parameter types were already sent
+    /// to it; marks it recently used.
+    pub fn get(&mut self, id: GlobalId) -> Option<(u32, bool)> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(&id).map(|e| {
+            e.last_used = clock;
+            (e.backend_id, e.types_sent)
+        })
+    }
+
+    /// Records that parameter types were sent for `id`.
+    pub fn mark_types_sent(&mut self, id: GlobalId) {
+        if let Some(e) = self.entries.get_mut(&id) {
+            e.types_sent = true;
+        }
+    }
+
+    /// Records a new statement, evicting the least recently used one when full.
+    pub fn insert(&mut self, id: GlobalId, backend_id: u32) {
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&id) {
+            if let Some((&old, _)) = self.entries.iter().min_by_key(|(_, e)| e.last_used) {
+                if let Some(e) = self.entries.remove(&old) {
+                    self.to_close.push(e.backend_id);
+                }
+            }
+        }
+        self.clock += 1;
+        self.entries.insert(id, Entry { backend_id, types_sent: false, last_used: self.clock });
+    }
+
+    /// Forgets `id` and queues its close on the server (closing a statement also closes its
+    /// cursor).
+    pub fn evict(&mut self, id: GlobalId) {
+        if let Some(e) = self.entries.remove(&id) {
+            self.to_close.push(e.backend_id);
+        }
+    }
+
+    /// Backend ids to close before the next command.
+    pub fn take_to_close(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.to_close)
+    }
+
+    /// Statements currently open on the server for this connection.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no statement is open.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Forgets everything (the server dropped the statements, e.g. after `COM_RESET_CONNECTION`).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.to_close.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_the_least_recently_used_and_queues_its_close() {
+        let mut c = StmtCache::new(2);
+        c.insert(1, 10);
+        c.insert(2, 20);
+        assert_eq!(c.get(1), Some((10, false)));
+        c.insert(3, 30);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(2), None, "2 was least recently used");
+        assert_eq!(c.take_to_close(), vec![20]);
+        assert!(c.take_to_close().is_empty());
+        c.mark_types_sent(3);
+        assert_eq!(c.get(3), Some((30, true)));
+    }
+}

@@ -1,0 +1,96 @@
+//! `COM_CHANGE_USER`: the client logs in again as (possibly) another user on the same
+//! connection. The proxy re-authenticates against its own user list (always through an auth
+//! switch with a fresh scramble, so no earlier challenge is reused), then starts a clean session.
+
+use bytes::BytesMut;
+
+use super::auth::stored_hash;
+use super::query::Outcome;
+use super::session::Session;
+use super::ClientError;
+use crate::backend::State;
+use crate::config::Config;
+use crate::protocol::auth::{new_scramble, verify_native, NATIVE_PASSWORD};
+use crate::protocol::handshake::AuthSwitch;
+use crate::protocol::packet::put_packet;
+use crate::protocol::wire::Reader;
+use crate::protocol::CapabilityFlags;
+
+/// The parts of a `COM_CHANGE_USER` the proxy uses.
+struct Request {
+    user: Vec<u8>,
+    database: Option<Vec<u8>>,
+    collation: Option<u8>,
+}
+
+fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
+    let mut r = Reader::new(body, "COM_CHANGE_USER");
+    let user = r.null_terminated().ok()?.to_vec();
+    if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let len = r.u8().ok()?;
+        r.bytes(usize::from(len)).ok()?;
+    } else {
+        r.null_terminated().ok()?;
+    }
+    let database = if r.is_empty() { None } else { Some(r.null_terminated().ok()?.to_vec()).filter(|d| !d.is_empty()) };
+    let collation = if r.remaining().len() >= 2 { r.u16().ok().map(|c| c as u8) } else { None };
+    Some(Request { user, database, collation })
+}
+
+impl Session {
+    pub(super) async fn change_user(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
+        let Some(request) = parse(body, self.login.capabilities) else {
+            let _ = self.fail_with(ClientError::malformed_packet(), seq, config).await;
+            return Outcome::Close;
+        };
+        let scramble = new_scramble();
+        let mut switch = BytesMut::new();
+        AuthSwitch { plugin: NATIVE_PASSWORD.as_bytes().to_vec(), data: scramble.to_vec() }.encode(&mut switch);
+        put_packet(&mut self.io.out, seq.wrapping_add(1), &switch);
+        let timeout = config.server.handshake_timeout;
+        if self.io.flush(timeout).await.is_err() {
+            return Outcome::Close;
+        }
+        let Ok((answer_seq, answer)) = self.io.read_packet(timeout, 64 * 1024).await else {
+            return Outcome::Close;
+        };
+        let live = self.shared.config.load_full();
+        let user = live.users.iter().find(|u| u.name.as_str().as_bytes() == request.user.as_slice());
+        let verified = match user.and_then(stored_hash) {
+            Some(hash) => verify_native(&scramble, &answer, hash.as_ref()),
+            None => false,
+        };
+        let Some(user) = user.filter(|_| verified) else {
+            let peer = self.peer.ip().to_string();
+            let err = ClientError::access_denied(&request.user, &peer, !answer.is_empty());
+            let _ = self.fail_with(err, answer_seq, config).await;
+            return Outcome::Close;
+        };
+        // A clean session as the new user; held state belonged to the old one.
+        let old_user = self.login.user.name.as_str().to_owned();
+        if !self.shared.admit_user(user.name.as_str(), user.max_connections) {
+            let err = ClientError::too_many_user_connections(user.name.as_str());
+            let _ = self.fail_with(err, answer_seq, config).await;
+            return Outcome::Close;
+        }
+        self.shared.release_user(&old_user);
+        self.reset_session();
+        self.login.user = user.clone();
+        self.slot = self.shared.sessions.register(self.id, user.name.as_str());
+        if let Some(collation) = request.collation {
+            self.login.collation = collation;
+        }
+        let database = request
+            .database
+            .map(bytes::Bytes::from)
+            .or_else(|| (!user.default_schema.is_empty()).then(|| bytes::Bytes::from(user.default_schema.clone())));
+        self.state = State { schema: database, ..State::default() };
+        if self.state.schema.is_some() {
+            if let Err(err) = self.check_schema(config).await {
+                let _ = self.fail_with(err, answer_seq, config).await;
+                return Outcome::Close;
+            }
+        }
+        self.reply_ok(answer_seq, config).await
+    }
+}

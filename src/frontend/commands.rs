@@ -1,0 +1,291 @@
+//! Dispatch of client commands other than plain queries: prepared-statement commands, the
+//! commands the proxy answers itself (`COM_PING`, `COM_RESET_CONNECTION`, `COM_SET_OPTION`,
+//! `COM_CHANGE_USER`, `KILL`), and the read-only metadata commands.
+
+use bytes::{Bytes, BytesMut};
+
+use super::kill::{self, KillRequest};
+use super::pins::Pins;
+use super::query::{Exec, Outcome, Work};
+use super::session::Session;
+use super::ClientError;
+use crate::backend::{ConnectParams, State};
+use crate::classify::{lex, Flags};
+use crate::config::Config;
+use crate::protocol::okerr::{self, encode_ok, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
+use crate::protocol::packet::put_packet;
+use crate::protocol::prepare::statement_id;
+use crate::protocol::response::{Expect, CURSOR_EXISTS};
+use crate::protocol::{command, CapabilityFlags};
+use crate::router::Hold;
+
+impl Session {
+    /// Runs one client command; `Outcome::Close` ends the session.
+    pub(super) async fn dispatch(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
+        let Some(&cmd) = payload.first() else {
+            return self.fail_with(ClientError::unknown_command(), seq, config).await;
+        };
+        let body = &payload[1..];
+        match cmd {
+            command::QUIT => Outcome::Close,
+            command::PING => self.reply_ok(seq, config).await,
+            command::QUERY => self.query(seq, payload, config).await,
+            command::INIT_DB => self.forward(seq, payload, lex(b"USE"), Expect::OkOrErr, config).await,
+            command::FIELD_LIST => self.forward(seq, payload, lex(b"SHOW COLUMNS"), Expect::Definitions, config).await,
+            command::STATISTICS => self.forward(seq, payload, lex(b"DO 0"), Expect::Single, config).await,
+            command::STMT_PREPARE => {
+                if self.prepare_from_registry(body, seq) {
+                    return self.flush_or_close(config).await;
+                }
+                let (stmt, _) = self.classify(body);
+                let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };
+                self.execute(exec, stmt, false, config).await
+            }
+            command::STMT_EXECUTE | command::STMT_FETCH => self.statement(seq, payload, cmd, config).await,
+            command::STMT_SEND_LONG_DATA => {
+                if let (Ok(id), Some(param)) = (statement_id(payload), body.get(4..6)) {
+                    let data = payload.slice(7.min(payload.len())..);
+                    let limit = usize::try_from(config.server.max_packet_size).unwrap_or(usize::MAX);
+                    self.stmts.add_long_data(id, u16::from_le_bytes([param[0], param[1]]), data, limit);
+                }
+                Outcome::Continue
+            }
+            command::STMT_CLOSE => {
+                if let Ok(id) = statement_id(payload) {
+                    if let Some(closed) = self.stmts.close(id) {
+                        if closed.cursor_open {
+                            self.close_cursor(closed.meta.id);
+                        }
+                    }
+                }
+                Outcome::Continue
+            }
+            command::STMT_RESET => match statement_id(payload).ok().and_then(|id| Some((id, self.stmts.reset(id)?))) {
+                None => self.fail_with(ClientError::unknown_statement(payload, "mysqld_stmt_reset"), seq, config).await,
+                Some((id, true)) => {
+                    let stmt = self.cursor_classification(id);
+                    let exec = Exec { work: Work::Statement { id, payload }, seq, expect: Expect::OkOrErr };
+                    let outcome = self.execute(exec, stmt, false, config).await;
+                    self.update_cursor_pin();
+                    outcome
+                }
+                Some((_, false)) => self.reply_ok(seq, config).await,
+            },
+            command::RESET_CONNECTION => {
+                self.reset_session();
+                self.reply_ok(seq, config).await
+            }
+            command::SET_OPTION => self.set_option(seq, body, config).await,
+            command::CHANGE_USER => self.change_user(seq, body, config).await,
+            command::PROCESS_KILL => match body.get(..4) {
+                Some(id) => {
+                    let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
+                    self.kill(seq, KillRequest { query_only: false, id }, config).await
+                }
+                None => self.fail_with(ClientError::malformed_packet(), seq, config).await,
+            },
+            _ => self.fail_with(ClientError::unknown_command(), seq, config).await,
+        }
+    }
+
+    async fn query(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
+        let sql = &payload[1..];
+        let (stmt, all_reads) = self.classify(sql);
+        if stmt.kind == crate::classify::Kind::Kill {
+            if let Some(request) = kill::parse(sql) {
+                return self.kill(seq, request, config).await;
+            }
+        }
+        if stmt.flags.contains(Flags::LOCAL) && !self.login.capabilities.contains(CapabilityFlags::CLIENT_LOCAL_FILES) {
+            return self.fail_with(ClientError::local_infile_refused(), seq, config).await;
+        }
+        let exec = Exec { work: Work::Forward(payload), seq, expect: Expect::Results };
+        self.execute(exec, stmt, all_reads, config).await
+    }
+
+    async fn forward(
+        &mut self,
+        seq: u8,
+        payload: &[u8],
+        stmt: crate::classify::Classified,
+        expect: Expect,
+        config: &Config,
+    ) -> Outcome {
+        let exec = Exec { work: Work::Forward(payload), seq, expect };
+        self.execute(exec, stmt, false, config).await
+    }
+
+    async fn statement(&mut self, seq: u8, payload: &[u8], cmd: u8, config: &Config) -> Outcome {
+        let name = if cmd == command::STMT_EXECUTE { "mysqld_stmt_execute" } else { "mysqld_stmt_fetch" };
+        let Some(id) = statement_id(payload).ok().filter(|id| self.stmts.get(*id).is_some()) else {
+            return self.fail_with(ClientError::unknown_statement(payload, name), seq, config).await;
+        };
+        let expect = if cmd == command::STMT_FETCH {
+            if !self.stmts.get(id).is_some_and(|s| s.cursor_open) {
+                return self.fail_with(ClientError::no_open_cursor(id), seq, config).await;
+            }
+            Expect::Rows
+        } else {
+            Expect::Results
+        };
+        let stmt = self.cursor_classification(id);
+        let exec = Exec { work: Work::Statement { id, payload }, seq, expect };
+        self.execute(exec, stmt, false, config).await
+    }
+
+    /// The classification a statement command routes by.
+    fn cursor_classification(&self, id: u32) -> crate::classify::Classified {
+        self.stmts.get(id).map_or_else(|| lex(b"DO 0"), |s| s.meta.classified)
+    }
+
+    /// After a statement command: remembers whether the execute opened a cursor and keeps the
+    /// session pinned while any cursor is open.
+    pub(super) fn track_cursor(&mut self, id: u32, payload: &[u8], status: u16) {
+        if payload.first() == Some(&command::STMT_EXECUTE) {
+            self.stmts.set_cursor(id, status & CURSOR_EXISTS != 0);
+        } else if payload.first() == Some(&command::STMT_RESET) {
+            self.stmts.set_cursor(id, false);
+        }
+        self.update_cursor_pin();
+    }
+
+    fn update_cursor_pin(&mut self) {
+        if self.stmts.any_cursor() {
+            if !self.pins.contains(Pins::CURSOR) {
+                self.pins.insert(Pins::CURSOR);
+                self.shared.count_pins(Pins::CURSOR);
+            }
+        } else if self.pins.contains(Pins::CURSOR) {
+            self.pins.remove(Pins::CURSOR);
+            if self.pins.is_empty() && self.status & STATUS_IN_TRANS == 0 {
+                self.held = None;
+            } else if let Some((_, hold)) = &mut self.held {
+                if self.pins.is_empty() {
+                    *hold = Hold::Transaction;
+                }
+            }
+        }
+    }
+
+    /// Closes a statement's cursor by closing the statement on the held connection (lazily,
+    /// with the next command).
+    fn close_cursor(&mut self, global: crate::backend::GlobalId) {
+        if let Some((lease, _)) = &mut self.held {
+            lease.stmts.evict(global);
+        }
+        self.update_cursor_pin();
+    }
+
+    /// `COM_RESET_CONNECTION`: the session starts over (the schema stays). A held connection
+    /// carried unmovable state (temporary tables, locks, ...); it is closed rather than reused.
+    pub(super) fn reset_session(&mut self) {
+        if let Some((mut lease, _)) = self.held.take() {
+            lease.broken = true;
+        }
+        self.state = State { schema: self.state.schema.clone(), ..State::default() };
+        self.pins = Pins::default();
+        self.stmts.clear();
+        self.status = STATUS_AUTOCOMMIT;
+    }
+
+    async fn set_option(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
+        let on = match body.get(..2) {
+            Some([0, 0]) => true,
+            Some([1, 0]) => false,
+            _ => return self.fail_with(ClientError::unknown_command(), seq, config).await,
+        };
+        self.login.capabilities.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
+        // A held connection was opened with the old flag; its state moves with the session
+        // only if nothing is pinned to it, so keep it and let the next checkout use the new pool.
+        let mut reply = BytesMut::new();
+        if self.framing().deprecate_eof {
+            let ok = okerr::Ok {
+                header: okerr::EOF_HEADER,
+                affected_rows: 0,
+                last_insert_id: 0,
+                status: self.status,
+                warnings: 0,
+                info: &[],
+                session_state: &[],
+            };
+            ok.encode(false, &mut reply);
+        } else {
+            okerr::encode_eof(0, self.status, &mut reply);
+        }
+        put_packet(&mut self.io.out, seq.wrapping_add(1), &reply);
+        self.flush_or_close(config).await
+    }
+
+    async fn kill(&mut self, seq: u8, request: KillRequest, config: &Config) -> Outcome {
+        let Some(target) = self.shared.sessions.get(request.id) else {
+            return self.fail_with(ClientError::unknown_thread(request.id), seq, config).await;
+        };
+        if target.user != self.login.user.name.as_str() {
+            return self.fail_with(ClientError::not_owner(request.id), seq, config).await;
+        }
+        if !request.query_only {
+            target.kill();
+        }
+        if let Some((backend, thread)) = target.running() {
+            let topology = self.shared.topology.load_full();
+            if let Some(node) = topology.nodes.get(backend) {
+                let user = &self.login.user;
+                let params = ConnectParams {
+                    host: &node.config.host,
+                    port: node.config.port,
+                    user: user.backend_user(),
+                    password: user.backend_password().unwrap_or_default(),
+                    database: None,
+                    collation: self.login.collation,
+                    extra_capabilities: CapabilityFlags::empty(),
+                    connect_timeout: config.pool.connect_timeout,
+                    max_prepared: 1,
+                    tls: self.shared.pools.tls(),
+                };
+                let sql = format!("\x03KILL QUERY {thread}");
+                let killed = async {
+                    let mut conn = crate::backend::Conn::connect(&params).await?;
+                    let reply = conn.command_reply(sql.as_bytes(), config.pool.connect_timeout).await?;
+                    conn.close().await;
+                    Ok::<_, crate::backend::Error>(reply)
+                };
+                match killed.await {
+                    Ok(reply) if reply.first() == Some(&okerr::ERR_HEADER) => {
+                        tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        return self.fail_with(ClientError::checkout_failed(node.name(), &err), seq, config).await
+                    }
+                }
+            }
+        }
+        if request.id == self.id.0 && !request.query_only {
+            let _ = self.fail_with(ClientError::connection_killed(), seq, config).await;
+            return Outcome::Close;
+        }
+        self.reply_ok(seq, config).await
+    }
+
+    pub(super) async fn reply_ok(&mut self, seq: u8, config: &Config) -> Outcome {
+        let mut ok = BytesMut::new();
+        encode_ok(self.status, &mut ok);
+        put_packet(&mut self.io.out, seq.wrapping_add(1), &ok);
+        self.flush_or_close(config).await
+    }
+
+    pub(super) async fn flush_or_close(&mut self, config: &Config) -> Outcome {
+        match self.io.flush(config.pool.query_timeout).await {
+            Ok(()) => Outcome::Continue,
+            Err(_) => Outcome::Close,
+        }
+    }
+
+    pub(super) async fn fail_with(&mut self, err: ClientError, seq: u8, config: &Config) -> Outcome {
+        if self.reply_error(&err, seq.wrapping_add(1), config).await {
+            Outcome::Continue
+        } else {
+            Outcome::Close
+        }
+    }
+}

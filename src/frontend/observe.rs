@@ -1,0 +1,273 @@
+//! Operations hooks of the frontend: per-statement and per-connection recording (metrics,
+//! per-digest statistics, the slow-query log, the client registry), the graceful-drain signal
+//! sessions watch between commands, and the scrape-time copy of shared state into gauges.
+//!
+//! The session and statement code calls one-line hooks from here; everything they record goes
+//! through handles resolved once ([`crate::stats`]), so a statement costs a few atomic adds, one
+//! uncontended lock for its digest and one for its registry entry. No task runs here.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+pub(super) use super::clients::Client;
+use super::clients::{Clients, Entry, Seen};
+use super::query::{Exec, Work};
+use super::session::Session;
+use super::{Shared, PIN_REASONS};
+use crate::backend::{BackendIndex, Topology};
+use crate::classify::Classified;
+use crate::config::Config;
+use crate::protocol::command;
+use crate::protocol::okerr::STATUS_IN_TRANS;
+use crate::protocol::response;
+use crate::router::Target;
+use crate::stats::{sync_counter, BackendRow, Metrics, QueryResult, Reject, RouteLabel};
+
+/// Longest SQL prefix normalized for a new digest's text.
+const NORMALIZE_LIMIT: usize = 4096;
+/// Longest SQL text put in a debug log line.
+const LOG_SQL_LIMIT: usize = 200;
+
+/// Where the proxy is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Serving.
+    Running,
+    /// Shutting down: idle sessions close, sessions in a transaction may finish it.
+    Draining,
+    /// The grace period ended (or a second signal came): every session closes between commands.
+    Forced,
+}
+
+/// The drain signal: a `watch` channel sessions wait on while idle.
+#[derive(Debug)]
+pub struct Drain {
+    phase: watch::Sender<Phase>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Self { phase: watch::channel(Phase::Running).0 }
+    }
+}
+
+impl Drain {
+    /// Moves to `phase` (never back).
+    pub fn advance(&self, phase: Phase) {
+        self.phase.send_if_modified(|now| {
+            let later = phase > *now;
+            if later {
+                *now = phase;
+            }
+            later
+        });
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// True once shutdown started.
+    pub fn is_draining(&self) -> bool {
+        self.phase() != Phase::Running
+    }
+
+    /// Completes when a session waiting for its next command must close: at once when draining
+    /// and outside a transaction, at the end of the grace period otherwise.
+    async fn until_close(&self, in_transaction: bool) {
+        let needed = if in_transaction { Phase::Forced } else { Phase::Draining };
+        let mut rx = self.phase.subscribe();
+        if rx.wait_for(|phase| *phase >= needed).await.is_err() {
+            // The sender lives in `Shared`, which outlives every session.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Operations state shared by all sessions.
+#[derive(Debug)]
+pub struct Ops {
+    /// Every metric, registered on the registry `app` built.
+    pub metrics: Arc<Metrics>,
+    /// Logged-in sessions.
+    pub clients: Clients,
+    /// The graceful-shutdown signal.
+    pub drain: Drain,
+}
+
+impl Ops {
+    /// Operations state around registered `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics, clients: Clients::default(), drain: Drain::default() }
+    }
+}
+
+/// Completes when the session must close instead of reading its next command (graceful drain).
+pub(super) async fn until_close(shared: &Shared, status: u16) {
+    shared.ops.drain.until_close(status & STATUS_IN_TRANS != 0).await;
+}
+
+/// Counts an accepted TCP connection, and its refusal when over the client limit.
+pub(super) fn accepted(shared: &Shared, over_limit: bool) {
+    shared.ops.metrics.clients.accepted.inc();
+    if over_limit {
+        shared.ops.metrics.clients.reject(Reject::MaxConnections);
+    }
+}
+
+/// Counts a connection refused after login.
+pub(super) fn rejected(shared: &Shared, reason: Reject) {
+    shared.ops.metrics.clients.reject(reason);
+}
+
+/// Registers a logged-in session in the client registry.
+pub(super) fn join(shared: &Shared, session_id: super::ConnId, peer: std::net::SocketAddr, user: &str) -> Client {
+    shared.ops.clients.join(session_id, peer, user, shared.ops.metrics.clone())
+}
+
+/// Between two commands: publishes what the session holds to the registry and counts the bytes
+/// exchanged since the last call.
+pub(super) fn between_commands(session: &mut Session) {
+    let entry = &session.observed.entry;
+    entry.report(Seen {
+        held: session.held.as_ref().map(|(lease, hold)| (lease.backend, *hold)),
+        in_transaction: session.status & STATUS_IN_TRANS != 0,
+        pins: session.pins,
+    });
+    let clients = &entry.metrics.clients;
+    clients.sent_bytes.inc_by(std::mem::take(&mut session.io.sent));
+    clients.received_bytes.inc_by(std::mem::take(&mut session.io.received));
+}
+
+/// One statement being recorded. [`Statement::done`] records a complete response; dropped
+/// without it, the statement counts as failed.
+pub(super) struct Statement<'a> {
+    entry: Arc<Entry>,
+    sql: Option<&'a [u8]>,
+    digest: u64,
+    target: Target,
+    primary: Option<BackendIndex>,
+    slow: Duration,
+    started: Instant,
+    finished: bool,
+}
+
+impl<'a> Statement<'a> {
+    /// Starts timing a routed statement.
+    pub(super) fn start(
+        client: &Client,
+        exec: &Exec<'a>,
+        stmt: &Classified,
+        target: Target,
+        topology: &Topology,
+        config: &Config,
+    ) -> Self {
+        let sql = match exec.work {
+            Work::Forward(payload) if payload.first() == Some(&command::QUERY) => payload.get(1..),
+            Work::Prepare(sql) => Some(sql),
+            _ => None,
+        };
+        Self {
+            entry: client.entry.clone(),
+            sql,
+            digest: stmt.digest,
+            target,
+            primary: topology.primary,
+            slow: config.logging.slow_query,
+            started: Instant::now(),
+            finished: false,
+        }
+    }
+
+    /// Records a complete response from `backend`.
+    pub(super) fn done(&mut self, topology: &Topology, backend: BackendIndex, outcome: &response::Outcome) {
+        self.finished = true;
+        let route = if Some(backend) == self.primary { RouteLabel::Primary } else { RouteLabel::Replica };
+        let result = if outcome.error.is_some() { QueryResult::Error } else { QueryResult::Ok };
+        let name = topology.node(backend).map_or("unknown", |n| n.name());
+        self.record(route, result, outcome.rows, name);
+    }
+
+    fn record(&self, route: RouteLabel, result: QueryResult, rows: u64, backend: &str) {
+        let elapsed = self.started.elapsed();
+        let metrics = &self.entry.metrics;
+        metrics.clients.query(route, result, elapsed);
+        self.entry.statements.fetch_add(1, Ordering::Relaxed);
+        let sql = self.sql;
+        let text = || digest_text(sql);
+        metrics.digests.record(self.digest, text, elapsed, rows, result != QueryResult::Ok);
+        if !self.slow.is_zero() && elapsed >= self.slow {
+            metrics.clients.slow_queries.inc();
+            let digest = format!("{:016x}", self.digest);
+            let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+            tracing::warn!(digest = %digest, duration_ms, backend, result = result.label(), "slow query");
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let mut text = String::from_utf8_lossy(sql.unwrap_or_default()).into_owned();
+                crate::stats::truncate_text(&mut text, LOG_SQL_LIMIT);
+                tracing::debug!(digest = %digest, sql = %text, "slow query text");
+            }
+        }
+    }
+}
+
+impl Drop for Statement<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let route = match self.target {
+            Target::Replica => RouteLabel::Replica,
+            Target::Backend(index) if Some(index) != self.primary => RouteLabel::Replica,
+            _ => RouteLabel::Primary,
+        };
+        self.record(route, QueryResult::Failed, 0, "none");
+    }
+}
+
+/// The normalized text of a new digest (`classify::normalize` of the SQL's first 4 KiB).
+fn digest_text(sql: Option<&[u8]>) -> String {
+    let Some(sql) = sql else { return "(prepared statement)".to_owned() };
+    let mut text = String::new();
+    crate::classify::normalize(sql.get(..NORMALIZE_LIMIT).unwrap_or(sql), &mut text);
+    text
+}
+
+/// Copies shared state into the scrape-time metrics: client count, backends (role, health, lag,
+/// weight, pool sizes), pins, failovers and the drain flag. Call before encoding the registry.
+pub fn refresh_metrics(shared: &Shared) {
+    let metrics = &shared.ops.metrics;
+    metrics.clients.connections.set(i64::from(shared.client_count()));
+    metrics.backends.refresh(&backend_rows(shared));
+    for ((_, label), total) in PIN_REASONS.iter().zip(&shared.pins_total) {
+        sync_counter(&metrics.ops.pins.with_label_values(&[label]), total.load(Ordering::Relaxed));
+    }
+    sync_counter(&metrics.ops.failovers, shared.topology.failovers_total());
+    sync_counter(&metrics.ops.split_brain, shared.topology.split_brain_total());
+    metrics.ops.draining.set(i64::from(shared.ops.drain.is_draining()));
+}
+
+/// One row per backend of the current topology, with its pools' counts.
+pub fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
+    let topology = shared.topology.load_full();
+    topology
+        .nodes
+        .iter()
+        .map(|node| {
+            let pools = shared.pools.backend_stats(node.index);
+            BackendRow {
+                name: node.name().to_owned(),
+                role: node.role.label(),
+                up: node.is_up(),
+                lag: node.lag,
+                weight: node.config.weight,
+                open: pools.open,
+                in_use: pools.in_use(),
+                max: pools.max,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,136 @@
+//! Why a session is pinned to its backend connection: state that cannot be moved to another
+//! connection. A pinned session keeps its connection until it disconnects (or, later,
+//! `COM_RESET_CONNECTION`).
+
+use crate::classify::{Classified, Flags, Kind, SetTargets, XaKind};
+
+/// Pin reasons, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pins(u16);
+
+/// Every pin reason with its metric label.
+pub const REASONS: [(Pins, &str); 10] = [
+    (Pins::TEMP_TABLE, "temp_table"),
+    (Pins::USER_VAR, "user_var"),
+    (Pins::LOCK_FN, "get_lock"),
+    (Pins::LOCK_TABLES, "lock_tables"),
+    (Pins::TEXT_PREPARE, "text_prepare"),
+    (Pins::XA, "xa"),
+    (Pins::HANDLER, "handler"),
+    (Pins::NEXT_TRANSACTION, "set_transaction"),
+    (Pins::STATE_CHANGE, "state_change"),
+    (Pins::CURSOR, "cursor"),
+];
+
+impl Pins {
+    /// `CREATE TEMPORARY TABLE`.
+    pub const TEMP_TABLE: Pins = Pins(1);
+    /// User variables assigned.
+    pub const USER_VAR: Pins = Pins(1 << 1);
+    /// `GET_LOCK` and friends.
+    pub const LOCK_FN: Pins = Pins(1 << 2);
+    /// `LOCK TABLES`.
+    pub const LOCK_TABLES: Pins = Pins(1 << 3);
+    /// Text-protocol `PREPARE`.
+    pub const TEXT_PREPARE: Pins = Pins(1 << 4);
+    /// `XA START`.
+    pub const XA: Pins = Pins(1 << 5);
+    /// `HANDLER ... OPEN`.
+    pub const HANDLER: Pins = Pins(1 << 6);
+    /// `SET TRANSACTION` (applies to the next transaction on this connection only).
+    pub const NEXT_TRANSACTION: Pins = Pins(1 << 7);
+    /// The server reported a state change the proxy cannot replay.
+    pub const STATE_CHANGE: Pins = Pins(1 << 8);
+    /// A prepared statement's cursor is open (released when it is closed or reset).
+    pub const CURSOR: Pins = Pins(1 << 9);
+
+    /// True when no reason is set.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// True when every reason of `other` is set.
+    pub fn contains(self, other: Pins) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Adds reasons.
+    pub fn insert(&mut self, other: Pins) {
+        self.0 |= other.0;
+    }
+
+    /// Removes reasons.
+    pub fn remove(&mut self, other: Pins) {
+        self.0 &= !other.0;
+    }
+
+    /// Reasons set in `self` but not in `before`.
+    pub fn added_since(self, before: Pins) -> Pins {
+        Pins(self.0 & !before.0)
+    }
+
+    /// Labels of the reasons set.
+    pub fn labels(self) -> impl Iterator<Item = &'static str> {
+        REASONS.into_iter().filter(move |(p, _)| self.contains(*p)).map(|(_, l)| l)
+    }
+
+    /// Pin reasons a statement creates, known before it runs.
+    pub fn from_statement(stmt: &Classified) -> Pins {
+        let mut pins = Pins::default();
+        let f = stmt.flags;
+        if f.contains(Flags::TEMP_TABLE) {
+            pins.insert(Pins::TEMP_TABLE);
+        }
+        if f.contains(Flags::USER_VAR_WRITE) {
+            pins.insert(Pins::USER_VAR);
+        }
+        if f.contains(Flags::LOCK_FN) {
+            pins.insert(Pins::LOCK_FN);
+        }
+        match stmt.kind {
+            Kind::LockTables => pins.insert(Pins::LOCK_TABLES),
+            Kind::Prepare => pins.insert(Pins::TEXT_PREPARE),
+            Kind::Xa(XaKind::Start) => pins.insert(Pins::XA),
+            Kind::Handler => pins.insert(Pins::HANDLER),
+            Kind::Set(info) if info.targets.contains(SetTargets::NEXT_TRANSACTION) => {
+                pins.insert(Pins::NEXT_TRANSACTION)
+            }
+            Kind::Set(info) if info.targets.contains(SetTargets::USER_VAR) => pins.insert(Pins::USER_VAR),
+            _ => {}
+        }
+        pins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::lex;
+
+    #[test]
+    fn statements_that_create_unmovable_state_pin() {
+        let cases = [
+            ("CREATE TEMPORARY TABLE t (i INT)", "temp_table"),
+            ("SET @a = 1", "user_var"),
+            ("SELECT 1 INTO @b", "user_var"),
+            ("SELECT @c := 5", "user_var"),
+            ("SELECT GET_LOCK('x', 1)", "get_lock"),
+            ("LOCK TABLES t WRITE", "lock_tables"),
+            ("PREPARE s FROM 'SELECT 1'", "text_prepare"),
+            ("XA START 'x'", "xa"),
+            ("SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "set_transaction"),
+        ];
+        for (sql, label) in cases {
+            let pins = Pins::from_statement(&lex(sql.as_bytes()));
+            assert_eq!(pins.labels().collect::<Vec<_>>(), vec![label], "{sql}");
+        }
+        for sql in [
+            "SELECT @a",
+            "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            "SET time_zone = '+00:00'",
+            "SELECT 1",
+        ] {
+            assert!(Pins::from_statement(&lex(sql.as_bytes())).is_empty(), "{sql}");
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! Running one statement: classify, route, check out (or reuse) a backend connection, align its
+//! session state, forward the command, stream the response, then decide whether the session
+//! keeps the connection (pins, transactions, "about the previous statement") or returns it.
+
+use std::time::Duration;
+
+use super::observe;
+use super::pins::Pins;
+use super::session::{ClientIo, Session, FLUSH_AT};
+use super::ClientError;
+use crate::backend::{self, BackendIndex, Lease, PoolKey, Pools, Topology};
+use crate::classify::{Classified, Flags, Kind, SqlMode};
+use crate::config::Config;
+use crate::protocol::handshake::semantic_capabilities;
+use crate::protocol::okerr::STATUS_IN_TRANS;
+use crate::protocol::response::{self, Expect, Framing, Step, Tracker};
+use crate::protocol::{CapabilityFlags, Error as WireError};
+use crate::router::{self, Hold, Situation, Target};
+
+/// `SERVER_STATUS_NO_BACKSLASH_ESCAPES`
+const STATUS_NO_BACKSLASH_ESCAPES: u16 = 0x0200;
+/// MariaDB's `SERVER_STATUS_ANSI_QUOTES`
+const STATUS_ANSI_QUOTES: u16 = 0x8000;
+
+/// How long a backend whose connect failed stays out of replica rotation.
+const DOWN_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// A command to run.
+pub(super) struct Exec<'a> {
+    /// What to do once a backend connection is ready.
+    pub work: Work<'a>,
+    /// Sequence id of the client's (last) command frame.
+    pub seq: u8,
+    /// What the response can look like.
+    pub expect: Expect,
+}
+
+/// The backend part of a command.
+pub(super) enum Work<'a> {
+    /// Forward the command payload unchanged.
+    Forward(&'a [u8]),
+    /// Prepare this SQL and answer with the proxy's statement id.
+    Prepare(&'a [u8]),
+    /// A `COM_STMT_EXECUTE`/`FETCH`/`RESET` payload for the client's statement `id`.
+    Statement {
+        /// The client's statement id.
+        id: u32,
+        /// The client's payload (its statement id is rewritten).
+        payload: &'a [u8],
+    },
+}
+
+/// What the command loop does next.
+pub(super) enum Outcome {
+    /// Read the next command.
+    Continue,
+    /// Close the client connection (it went away, or its session state was lost).
+    Close,
+}
+
+/// Why relaying a response failed.
+pub(super) enum RelayError {
+    /// The client went away or stopped reading.
+    Client(WireError),
+    /// The backend failed; `sent` tells whether any byte reached the client.
+    Backend { err: backend::Error, sent: bool },
+}
+
+impl Session {
+    fn autocommit(&self) -> bool {
+        self.state.vars.get(&b"autocommit"[..]).is_none_or(|v| !v.eq_ignore_ascii_case(b"OFF"))
+    }
+
+    pub(super) fn framing(&self) -> Framing {
+        let caps = self.login.capabilities;
+        Framing {
+            deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
+            session_track: caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK),
+        }
+    }
+
+    /// Classifies SQL text under the session's SQL mode; also tells whether a multi-statement
+    /// packet holds only reads.
+    pub(super) fn classify(&self, sql: &[u8]) -> (Classified, bool) {
+        let mode = SqlMode {
+            no_backslash_escapes: self.status & STATUS_NO_BACKSLASH_ESCAPES != 0,
+            ansi_quotes: self.status & STATUS_ANSI_QUOTES != 0,
+        };
+        let classifier = &self.shared.classifier;
+        let stmt = classifier.classify_in(sql, mode);
+        let all_reads = stmt.flags.contains(Flags::MULTI) && classifier.is_all_reads(sql, mode);
+        (stmt, all_reads)
+    }
+
+    /// Runs one command end to end.
+    pub(super) async fn execute(
+        &mut self,
+        exec: Exec<'_>,
+        stmt: Classified,
+        all_reads: bool,
+        config: &Config,
+    ) -> Outcome {
+        let topology = self.shared.topology.load_full();
+        if let Some(outcome) = self.leave_retired(exec.seq, config).await {
+            return outcome;
+        }
+        // USE gives the connection a schema, so it must come from a pool for sessions with one.
+        let with_schema = self.state.schema.is_some() || stmt.kind == Kind::Use;
+        let situation = Situation { hold: self.held.as_ref().map(|(_, h)| *h), autocommit: self.autocommit() };
+        let route = router::route(&stmt, all_reads, situation, &topology);
+        let mut rec = observe::Statement::start(&self.observed, &exec, &stmt, route.target, &topology, config);
+        tracing::debug!(target_ = ?route.target, reason = route.reason, kind = ?stmt.kind, "route");
+        if route.target != Target::Held {
+            // A connection kept only for questions about the previous statement goes back now.
+            if matches!(self.held, Some((_, Hold::Previous))) {
+                self.held = None;
+            }
+        }
+        let timeout = config.pool.query_timeout;
+        let mut excluded: Option<BackendIndex> = None;
+        loop {
+            let lease = match self.acquire(route.target, excluded, with_schema, config, &topology).await {
+                Ok(lease) => lease,
+                Err((err, failed)) => {
+                    if let (Some(index), None, Target::Replica) = (failed, excluded, route.target) {
+                        excluded = Some(index);
+                        continue;
+                    }
+                    return self.fail(&err, exec.seq.wrapping_add(1), config).await;
+                }
+            };
+            let mut lease = lease;
+            match lease.sync_to(&self.state, stmt.flags.contains(Flags::LAST_INSERT_ID), timeout).await {
+                Ok(None) => {}
+                Ok(Some(refusal)) => {
+                    self.keep_if_held(lease, route.target);
+                    return self.fail(&ClientError::from_err_packet(&refusal), exec.seq.wrapping_add(1), config).await;
+                }
+                Err(err) => {
+                    lease.broken = true;
+                    if route.target == Target::Replica && excluded.is_none() {
+                        mark_down(&topology, lease.backend);
+                        excluded = Some(lease.backend);
+                        continue;
+                    }
+                    return self.lost(&err, exec.seq.wrapping_add(1), config).await;
+                }
+            }
+            self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
+            let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
+            let result = match exec.work {
+                Work::Forward(payload) => relay(&mut lease, &mut self.io, &mut tracker, &[], payload, timeout).await,
+                Work::Prepare(sql) => self.prepare_on(&mut lease, sql, stmt, exec.seq, timeout).await,
+                Work::Statement { id, payload } => {
+                    self.execute_on(&mut lease, id, payload, &mut tracker, timeout).await
+                }
+            };
+            match result {
+                Ok(outcome) => {
+                    self.slot.set_running(None);
+                    let effect = match exec.work {
+                        Work::Statement { id, payload } => {
+                            self.track_cursor(id, payload, outcome.status);
+                            stmt
+                        }
+                        // Preparing changes nothing; its effects come with each execute.
+                        Work::Prepare(_) => crate::classify::lex(b"DO 0"),
+                        Work::Forward(_) => stmt,
+                    };
+                    rec.done(&topology, lease.backend, &outcome);
+                    self.after(lease, &effect, outcome);
+                    return Outcome::Continue;
+                }
+                Err(RelayError::Client(err)) => {
+                    self.slot.set_running(None);
+                    tracing::debug!(error = %err, "client went away mid-response");
+                    lease.broken = true;
+                    return Outcome::Close;
+                }
+                Err(RelayError::Backend { err, sent }) => {
+                    self.slot.set_running(None);
+                    lease.broken = true;
+                    let retry =
+                        !sent && route.target == Target::Replica && excluded.is_none() && config.routing.retry_reads;
+                    if retry {
+                        tracing::warn!(backend = %lease.backend.0, error = %err, "read failed before any result; retrying elsewhere");
+                        mark_down(&topology, lease.backend);
+                        excluded = Some(lease.backend);
+                        continue;
+                    }
+                    let seq = tracker.next_seq();
+                    if let Some(outcome) =
+                        self.lost_primary(&err, route.target, lease.backend, &topology, seq, config).await
+                    {
+                        return outcome;
+                    }
+                    return self.lost(&err, seq, config).await;
+                }
+            }
+        }
+    }
+
+    /// Puts a held connection back after a failure that left it usable.
+    fn keep_if_held(&mut self, lease: Lease, target: Target) {
+        if target == Target::Held {
+            let hold = if !self.pins.is_empty() { Hold::Pinned } else { Hold::Transaction };
+            self.held = Some((lease, hold));
+        }
+    }
+
+    /// Reports an error for this statement; the session goes on.
+    async fn fail(&mut self, err: &ClientError, seq: u8, config: &Config) -> Outcome {
+        if self.reply_error(err, seq, config).await {
+            Outcome::Continue
+        } else {
+            Outcome::Close
+        }
+    }
+
+    /// The backend connection died mid-statement. A session whose transaction or pinned state
+    /// lived on it cannot go on as if nothing happened, so it is closed after the error.
+    async fn lost(&mut self, err: &backend::Error, seq: u8, config: &Config) -> Outcome {
+        tracing::warn!(error = %err, "backend failed mid-statement");
+        let had_state = !self.pins.is_empty() || self.status & STATUS_IN_TRANS != 0;
+        self.held = None;
+        let sent = self.reply_error(&ClientError::lost_backend(err), seq, config).await;
+        if had_state || !sent {
+            Outcome::Close
+        } else {
+            self.status &= !STATUS_IN_TRANS;
+            Outcome::Continue
+        }
+    }
+
+    /// Gets the connection for `target`. On failure returns the error and, when a specific
+    /// backend failed to connect, its index (so a read can go elsewhere).
+    async fn acquire(
+        &mut self,
+        target: Target,
+        excluded: Option<BackendIndex>,
+        with_schema: bool,
+        config: &Config,
+        topology: &Topology,
+    ) -> Result<Lease, (ClientError, Option<BackendIndex>)> {
+        let index = match target {
+            Target::Held => {
+                return self.held.take().map(|(lease, _)| lease).ok_or((ClientError::no_primary(), None));
+            }
+            Target::Primary => return self.acquire_primary(with_schema, config, topology).await,
+            Target::Backend(index) => index,
+            Target::Replica => match self.pick_replica(topology, excluded, config) {
+                Ok(Some(index)) => index,
+                Ok(None) => return self.acquire_primary(with_schema, config, topology).await,
+                Err(err) => return Err((err, None)),
+            },
+        };
+        self.checkout(index, with_schema, config, topology).await
+    }
+
+    /// Checks out a connection to the primary (login-time schema check).
+    pub(super) async fn checkout_primary(&mut self, config: &Config) -> Result<Lease, ClientError> {
+        let topology = self.shared.topology.load_full();
+        self.acquire_primary(true, config, &topology).await.map_err(|(err, _)| err)
+    }
+
+    pub(super) async fn checkout(
+        &mut self,
+        index: BackendIndex,
+        with_schema: bool,
+        config: &Config,
+        topology: &Topology,
+    ) -> Result<Lease, (ClientError, Option<BackendIndex>)> {
+        let node = topology.node(index).ok_or((ClientError::no_primary(), None))?;
+        let key = PoolKey {
+            backend: index,
+            user: self.login.user.name.as_str().to_owned(),
+            capabilities: (self.login.capabilities & semantic_capabilities()).bits(),
+            collation: self.login.collation,
+            with_schema,
+        };
+        let pool = self.shared.pools.pool(&key, node, &self.login.user, &config.pool);
+        match Pools::checkout(&pool, index, node.name(), config.pool.checkout_timeout).await {
+            Ok(lease) => Ok(lease),
+            Err(err) => {
+                tracing::warn!(backend = node.name(), error = %err, "backend checkout failed");
+                let connect_failed = !matches!(err, backend::Error::CheckoutTimeout { .. });
+                if connect_failed {
+                    node.mark_down(DOWN_AFTER_FAILURE);
+                }
+                Err((ClientError::checkout_failed(node.name(), &err), connect_failed.then_some(index)))
+            }
+        }
+    }
+
+    /// Updates the session from a complete response and decides whether to keep the connection.
+    fn after(&mut self, mut lease: Lease, stmt: &Classified, outcome: response::Outcome) {
+        let session_state = outcome.session_state.as_deref();
+        let applied = self.state.apply(session_state, outcome.last_insert_id);
+        lease.state.apply(session_state, outcome.last_insert_id);
+        if applied.malformed {
+            lease.broken = true;
+        }
+        self.status = outcome.status;
+        let mut pins = self.pins;
+        if outcome.error.is_none() || stmt.flags.contains(Flags::MULTI) {
+            pins.insert(Pins::from_statement(stmt));
+        }
+        if applied.unexplained_change {
+            pins.insert(Pins::STATE_CHANGE);
+        }
+        let added = pins.added_since(self.pins);
+        if !added.is_empty() {
+            tracing::debug!(reasons = ?added.labels().collect::<Vec<_>>(), "session pinned to its backend connection");
+            self.shared.count_pins(added);
+            self.pins = pins;
+        }
+        let is_dml =
+            matches!(stmt.kind, Kind::Insert | Kind::Update | Kind::Delete | Kind::Replace | Kind::Load | Kind::Call);
+        let hold = if !self.pins.is_empty() {
+            Some(Hold::Pinned)
+        } else if self.status & STATUS_IN_TRANS != 0 {
+            Some(Hold::Transaction)
+        } else if outcome.warnings > 0 || stmt.flags.contains(Flags::CALC_FOUND_ROWS) || is_dml {
+            Some(Hold::Previous)
+        } else {
+            None
+        };
+        self.held = hold.map(|h| (lease, h));
+    }
+}
+
+fn mark_down(topology: &Topology, index: BackendIndex) {
+    if let Some(node) = topology.node(index) {
+        node.mark_down(DOWN_AFTER_FAILURE);
+    }
+}
+
+/// Forwards `payload` (after the already framed packets in `framed`, which have no response)
+/// and relays the response.
+pub(super) async fn relay(
+    backend: &mut Lease,
+    io: &mut ClientIo,
+    tracker: &mut Tracker,
+    framed: &[u8],
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<response::Outcome, RelayError> {
+    let first_seq = tracker.next_seq();
+    let backend_err =
+        |tracker: &Tracker, err: backend::Error| RelayError::Backend { err, sent: tracker.next_seq() != first_seq };
+    backend.send_after(framed, payload, timeout).await.map_err(|e| backend_err(tracker, e))?;
+    loop {
+        let Some(frame) = backend.buffered_frame() else {
+            // About to wait for the backend: let the client have what is ready.
+            io.flush(timeout).await.map_err(RelayError::Client)?;
+            backend.fill(timeout).await.map_err(|e| backend_err(tracker, e))?;
+            continue;
+        };
+        match tracker.feed(frame, &mut io.out) {
+            Ok(Step::More) => {
+                if io.out.len() >= FLUSH_AT {
+                    io.flush(timeout).await.map_err(RelayError::Client)?;
+                }
+            }
+            Ok(Step::Done(outcome)) => {
+                io.flush(timeout).await.map_err(RelayError::Client)?;
+                return Ok(outcome);
+            }
+            Ok(Step::LocalInfile) => {
+                io.flush(timeout).await.map_err(RelayError::Client)?;
+                relay_local_file(backend, io, tracker, timeout).await?;
+            }
+            Err(err) => return Err(backend_err(tracker, err.into())),
+        }
+    }
+}
+
+/// Streams a client's `LOCAL INFILE` data to the backend, packet by packet, until the empty
+/// packet that ends it. A client that did not enable `CLIENT_LOCAL_FILES` never gets here: the
+/// proxy refuses `LOAD DATA LOCAL` for it before sending anything.
+async fn relay_local_file(
+    backend: &mut Lease,
+    io: &mut ClientIo,
+    tracker: &mut Tracker,
+    timeout: Duration,
+) -> Result<(), RelayError> {
+    let mut backend_seq = tracker.last_backend_seq().wrapping_add(1);
+    let mut framed = bytes::BytesMut::new();
+    loop {
+        let (client_seq, data) =
+            io.read_packet(timeout, crate::protocol::MAX_FRAME_PAYLOAD).await.map_err(RelayError::Client)?;
+        framed.clear();
+        backend_seq = crate::protocol::packet::put_packet(&mut framed, backend_seq, &data);
+        backend.write_framed(&framed, timeout).await.map_err(|err| RelayError::Backend { err, sent: true })?;
+        if data.is_empty() {
+            tracker.resume_at(client_seq.wrapping_add(1));
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Primary election from the monitor's verdicts, as one pure function.
+//!
+//! The rule: the single reachable writable backend is the primary, whatever the configuration
+//! hinted. The monitor never guesses: with two writable backends it keeps the current primary if
+//! it is one of them, and otherwise names none (writes wait).
+
+use crate::backend::BackendIndex;
+
+/// What the election needs to know about one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Which backend.
+    pub index: BackendIndex,
+    /// Up after the thresholds.
+    pub up: bool,
+    /// The latest probe succeeded.
+    pub reachable: bool,
+    /// Writable at the last successful probe; `None` before the first one.
+    pub writable: Option<bool>,
+}
+
+/// The outcome of one election.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Election {
+    /// The primary, if one can be named.
+    pub primary: Option<BackendIndex>,
+    /// Two or more reachable backends are writable.
+    pub split_brain: bool,
+}
+
+/// Elects the primary given the `current` one.
+///
+/// * Two or more reachable writable backends: split brain; keep `current` if it is one of them,
+///   else none.
+/// * Exactly one, `W`: it is the primary, unless another backend that was writable is still up
+///   but failed its latest probe (a primary dying, not yet confirmed down) and `W` is not
+///   `current`; then none until that one is confirmed down or answers again.
+/// * None reachable: keep `current` while it is up and was writable at its last probe (or was
+///   never probed: the configuration's hint); else none.
+pub fn elect(current: Option<BackendIndex>, candidates: &[Candidate]) -> Election {
+    let writers = || candidates.iter().filter(|c| c.up && c.writable == Some(true));
+    let reachable: Vec<BackendIndex> = writers().filter(|c| c.reachable).map(|c| c.index).collect();
+    let suspects = writers().filter(|c| !c.reachable).count();
+    match reachable.as_slice() {
+        [] => {
+            let keep = current
+                .and_then(|index| candidates.iter().find(|c| c.index == index))
+                .filter(|c| c.up && c.writable != Some(false))
+                .map(|c| c.index);
+            Election { primary: keep, split_brain: false }
+        }
+        [only] if suspects == 0 || current == Some(*only) => Election { primary: Some(*only), split_brain: false },
+        [_] => Election { primary: None, split_brain: false },
+        many => {
+            let keep = current.filter(|c| many.contains(c));
+            Election { primary: keep, split_brain: true }
+        }
+    }
+}

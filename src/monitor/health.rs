@@ -1,0 +1,151 @@
+//! Pure bookkeeping of probe results, no I/O: the up/down verdict with its thresholds, the
+//! lagging flag with its hysteresis, and the primary's GTID history that turns a replica's GTID
+//! position into a lag estimate.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::backend::{GtidPosition, Replication};
+
+/// What one successful full probe saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// Neither `@@read_only` nor `@@innodb_read_only` is set.
+    pub writable: bool,
+    /// Replica status, `None` when it replicates from nothing.
+    pub replication: Option<Replication>,
+    /// Executed GTIDs, when the server reported a parsable position.
+    pub gtid: Option<GtidPosition>,
+}
+
+/// Consecutive results needed to flip a verdict (`monitor.failure_threshold`,
+/// `monitor.success_threshold`; both at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Failed probes in a row before a backend is down.
+    pub failures: u32,
+    /// Good probes in a row before a down backend is up.
+    pub successes: u32,
+}
+
+/// Probe results of one backend with hysteresis. A backend starts up (the configuration's word
+/// is trusted until a probe says otherwise).
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    up: bool,
+    oks: u32,
+    fails: u32,
+    /// The last successful probe, kept while later ones fail.
+    pub observation: Option<Observation>,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Self { up: true, oks: 0, fails: 0, observation: None }
+    }
+}
+
+impl Tracker {
+    /// Records one probe result; returns the new verdict when it flipped (`true` = up).
+    pub fn record(&mut self, result: Option<Observation>, thresholds: Thresholds) -> Option<bool> {
+        match result {
+            Some(observation) => {
+                self.observation = Some(observation);
+                self.oks = self.oks.saturating_add(1);
+                self.fails = 0;
+                if !self.up && self.oks >= thresholds.successes.max(1) {
+                    self.up = true;
+                    return Some(true);
+                }
+            }
+            None => {
+                self.fails = self.fails.saturating_add(1);
+                self.oks = 0;
+                if self.up && self.fails >= thresholds.failures.max(1) {
+                    self.up = false;
+                    return Some(false);
+                }
+            }
+        }
+        None
+    }
+
+    /// The verdict after the thresholds.
+    pub fn is_up(&self) -> bool {
+        self.up
+    }
+
+    /// True when the latest probe succeeded (or none ran yet).
+    pub fn is_reachable(&self) -> bool {
+        self.fails == 0
+    }
+
+    /// Writable at the last successful probe; `None` before the first one.
+    pub fn writable(&self) -> Option<bool> {
+        self.observation.as_ref().map(|o| o.writable)
+    }
+}
+
+/// The new lagging flag: set above `max`, cleared at or below `max / 2`, unchanged in between
+/// or when the lag is unknown.
+pub fn lagging(was: bool, lag: Option<Duration>, max: Duration) -> bool {
+    match lag {
+        Some(lag) if lag > max => true,
+        Some(lag) if lag <= max / 2 => false,
+        _ => was,
+    }
+}
+
+/// The larger of `Seconds_Behind_Master` and the GTID estimate, whichever are known.
+pub fn combined_lag(seconds_behind: Option<u64>, gtid_lag: Option<Duration>) -> Option<Duration> {
+    let sbm = seconds_behind.map(Duration::from_secs);
+    match (sbm, gtid_lag) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Most samples kept, whatever the time window.
+const MAX_SAMPLES: usize = 10_000;
+
+/// The primary's GTID positions over time, each with the moment it was first seen. A replica
+/// that lacks a position the primary had at time `t` is at least `now - t` behind; this needs
+/// no heartbeat table and works whatever the replica's threads are doing (stopped SQL thread,
+/// disconnected IO thread, no replication at all).
+#[derive(Debug, Default)]
+pub struct History {
+    samples: VecDeque<(Instant, GtidPosition)>,
+}
+
+impl History {
+    /// Records the primary's position seen at `at`, keeping samples for `keep`.
+    pub fn record(&mut self, at: Instant, position: &GtidPosition, keep: Duration) {
+        if self.samples.back().is_none_or(|(_, last)| last != position) {
+            self.samples.push_back((at, position.clone()));
+        }
+        while self.samples.len() > MAX_SAMPLES
+            || (self.samples.len() > 1
+                && self.samples.front().is_some_and(|(t, _)| at.saturating_duration_since(*t) > keep))
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// How long the primary has had something `position` lacks, as of `at`: zero when it covers
+    /// the newest sample taken by then, `None` with no sample at all.
+    pub fn lag(&self, position: &GtidPosition, at: Instant) -> Option<Duration> {
+        let mut first_missing: Option<Instant> = None;
+        for (t, sample) in self.samples.iter().rev().filter(|(t, _)| *t <= at) {
+            if position.covers_all(sample) {
+                return Some(first_missing.map_or(Duration::ZERO, |t| at.saturating_duration_since(t)));
+            }
+            first_missing = Some(*t);
+        }
+        first_missing.map(|t| at.saturating_duration_since(t))
+    }
+
+    /// Forgets everything (the backend list changed).
+    pub fn clear(&mut self) {
+        self.samples.clear();
+    }
+}

@@ -1,0 +1,253 @@
+//! The monitor's decisions without I/O: thresholds, lag hysteresis and estimation, elections, and
+//! whole failover sequences fed to the coordinator as synthetic probe reports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::coordinator::{Coordinator, Kind, Report};
+use super::election::{elect, Candidate, Election};
+use super::health::{combined_lag, lagging, History, Observation, Thresholds, Tracker};
+use super::{Error, Host};
+use crate::backend::{BackendIndex, GtidPosition, Health, Pools, Replication, Role, Topology, TopologyCell};
+use crate::config::{self, BackendConfig, BackendId, Config};
+
+const T: Thresholds = Thresholds { failures: 3, successes: 2 };
+
+fn seen(writable: bool) -> Option<Observation> {
+    Some(Observation { writable, replication: None, gtid: None })
+}
+
+#[test]
+fn verdicts_flip_only_after_consecutive_results() {
+    let mut t = Tracker::default();
+    assert!(t.is_up() && t.is_reachable() && t.writable().is_none());
+    assert_eq!(t.record(None, T), None);
+    assert_eq!(t.record(None, T), None);
+    assert!(t.is_up() && !t.is_reachable(), "suspect, not down");
+    assert_eq!(t.record(seen(true), T), None, "a success resets the failure streak");
+    assert_eq!(t.record(None, T), None);
+    assert_eq!(t.record(None, T), None);
+    assert_eq!(t.record(None, T), Some(false));
+    assert_eq!(t.record(None, T), None);
+    assert_eq!(t.writable(), Some(true), "the last observation is kept while down");
+    assert_eq!(t.record(seen(false), T), None);
+    assert_eq!(t.record(seen(false), T), Some(true));
+    assert_eq!(t.writable(), Some(false));
+}
+
+#[test]
+fn lag_has_hysteresis() {
+    let max = Duration::from_secs(10);
+    let s = Duration::from_secs;
+    assert!(!lagging(false, Some(s(10)), max));
+    assert!(lagging(false, Some(s(11)), max));
+    assert!(lagging(true, Some(s(6)), max), "stays out between max/2 and max");
+    assert!(!lagging(true, Some(s(5)), max));
+    assert!(lagging(true, None, max) && !lagging(false, None, max), "unknown lag changes nothing");
+    assert_eq!(combined_lag(Some(3), Some(s(5))), Some(s(5)));
+    assert_eq!(combined_lag(Some(7), None), Some(s(7)));
+    assert_eq!(combined_lag(None, None), None);
+}
+
+#[test]
+fn gtid_history_measures_how_long_a_replica_missed_what_the_primary_had() {
+    let pos = |s: &str| GtidPosition::parse(s).unwrap();
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let keep = Duration::from_secs(10);
+    let mut h = History::default();
+    assert_eq!(h.lag(&pos("0-1-1"), at(0)), None);
+    h.record(at(0), &pos("0-1-5"), keep);
+    h.record(at(100), &pos("0-1-5"), keep);
+    h.record(at(200), &pos("0-1-8"), keep);
+    h.record(at(1200), &pos("0-1-9"), keep);
+    assert_eq!(h.lag(&pos("0-1-9"), at(1300)), Some(Duration::ZERO));
+    assert_eq!(h.lag(&pos("0-1-8"), at(1300)), Some(Duration::from_millis(100)));
+    assert_eq!(h.lag(&pos("0-1-6"), at(1300)), Some(Duration::from_millis(1100)), "missing since 0-1-8 appeared");
+    assert_eq!(h.lag(&pos("0-1-8"), at(1100)), Some(Duration::ZERO), "later samples do not count");
+    assert_eq!(h.lag(&pos("0-1-1"), at(1300)), Some(Duration::from_millis(1300)), "behind every sample");
+    h.record(at(20_000), &pos("0-1-10"), keep);
+    assert_eq!(h.lag(&pos("0-1-9"), at(20_000)), Some(Duration::ZERO), "old samples were pruned");
+}
+
+fn c(i: usize, up: bool, reachable: bool, writable: Option<bool>) -> Candidate {
+    Candidate { index: BackendIndex(i), up, reachable, writable }
+}
+
+#[test]
+fn elections_follow_the_single_reachable_writer_and_never_guess() {
+    let b = |i| Some(BackendIndex(i));
+    let ro = |i| c(i, true, true, Some(false));
+    let cases: &[(&str, Option<BackendIndex>, Vec<Candidate>, Election)] = &[
+        (
+            "hint kept before any probe",
+            b(0),
+            vec![c(0, true, true, None), ro(1)],
+            Election { primary: b(0), split_brain: false },
+        ),
+        (
+            "hint wrong: the writer wins",
+            b(0),
+            vec![ro(0), c(1, true, true, Some(true))],
+            Election { primary: b(1), split_brain: false },
+        ),
+        ("primary read-only: none", b(0), vec![ro(0), ro(1)], Election { primary: None, split_brain: false }),
+        (
+            "suspect primary kept",
+            b(0),
+            vec![c(0, true, false, Some(true)), ro(1)],
+            Election { primary: b(0), split_brain: false },
+        ),
+        (
+            "down primary dropped",
+            b(0),
+            vec![c(0, false, false, Some(true)), ro(1)],
+            Election { primary: None, split_brain: false },
+        ),
+        (
+            "promotion while the old one is only suspect: wait",
+            b(0),
+            vec![c(0, true, false, Some(true)), c(1, true, true, Some(true))],
+            Election { primary: None, split_brain: false },
+        ),
+        (
+            "promotion after the old one is down",
+            b(0),
+            vec![c(0, false, false, Some(true)), c(1, true, true, Some(true))],
+            Election { primary: b(1), split_brain: false },
+        ),
+        (
+            "two writers: keep current",
+            b(0),
+            vec![c(0, true, true, Some(true)), c(1, true, true, Some(true))],
+            Election { primary: b(0), split_brain: true },
+        ),
+        (
+            "two writers, current not one of them: none",
+            b(2),
+            vec![c(0, true, true, Some(true)), c(1, true, true, Some(true)), ro(2)],
+            Election { primary: None, split_brain: true },
+        ),
+        ("nothing known: none", None, vec![ro(0), ro(1)], Election { primary: None, split_brain: false }),
+    ];
+    for (name, current, candidates, expected) in cases {
+        assert_eq!(elect(*current, candidates), *expected, "{name}");
+    }
+}
+
+struct FakeHost {
+    config: Arc<Config>,
+    topology: TopologyCell,
+    pools: Pools,
+}
+
+impl Host for FakeHost {
+    fn config(&self) -> Arc<Config> {
+        self.config.clone()
+    }
+    fn topology(&self) -> &TopologyCell {
+        &self.topology
+    }
+    fn pools(&self) -> &Pools {
+        &self.pools
+    }
+}
+
+fn host(max_lag: Duration) -> Arc<FakeHost> {
+    let mut config = Config::default();
+    for i in 0..3 {
+        config.backends.push(BackendConfig {
+            name: BackendId::new(format!("n{i}")),
+            host: "127.0.0.1".into(),
+            port: 1,
+            weight: 1,
+            role: if i == 0 { config::Role::Primary } else { config::Role::Replica },
+        });
+    }
+    config.monitor.failure_threshold = 2;
+    config.monitor.success_threshold = 1;
+    config.routing.max_replication_lag = max_lag;
+    let topology = TopologyCell::new(Topology::from_config(&config));
+    Arc::new(FakeHost { config: Arc::new(config), topology, pools: Pools::default() })
+}
+
+fn full(i: usize, at: Instant, result: Result<Observation, Error>) -> Report {
+    Report { generation: 0, index: BackendIndex(i), at, kind: Kind::Full(result) }
+}
+
+fn node(writable: bool, gtid: &str, replica: bool) -> Result<Observation, Error> {
+    let replication =
+        replica.then_some(Replication { io_running: true, sql_running: true, seconds_behind: Some(0), sql_error: 0 });
+    Ok(Observation { writable, replication, gtid: Some(GtidPosition::parse(gtid).unwrap()) })
+}
+
+fn down() -> Result<Observation, Error> {
+    Err(Error::Timeout { after: Duration::from_secs(1) })
+}
+
+#[test]
+fn a_promotion_moves_the_primary_once_the_old_one_is_confirmed_down() {
+    let h = host(Duration::from_secs(10));
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    co.apply(full(0, t0, node(true, "0-1-5", false)));
+    co.apply(full(1, t0, node(false, "0-1-5", true)));
+    co.apply(full(2, t0, node(false, "0-1-5", true)));
+    let t = h.topology.load_full();
+    assert_eq!((t.primary, t.epoch), (Some(BackendIndex(0)), 0));
+    assert_eq!(t.nodes[1].role, Role::Replica);
+
+    co.apply(full(0, t0, down()));
+    assert_eq!(h.topology.load().primary, Some(BackendIndex(0)), "one failure is only a suspicion");
+    co.apply(full(1, t0, node(true, "0-1-5", false)));
+    assert_eq!(h.topology.load().primary, None, "promoted, but the old primary may still answer: writes wait");
+    co.apply(full(0, t0, down()));
+    let t = h.topology.load_full();
+    assert_eq!(t.nodes[0].health, Health::Down);
+    co.apply(full(2, t0, node(false, "0-1-5", true)));
+    let t = h.topology.load_full();
+    assert_eq!(t.primary, Some(BackendIndex(1)));
+    assert_eq!(t.nodes[1].role, Role::Primary);
+    assert_eq!(t.epoch, 2, "old primary → none → new primary");
+    assert_eq!(h.topology.failovers_total(), 1);
+}
+
+#[test]
+fn two_writers_keep_the_current_primary_and_are_counted_once() {
+    let h = host(Duration::from_secs(10));
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    co.apply(full(0, t0, node(true, "0-1-5", false)));
+    co.apply(full(1, t0, node(true, "0-1-5", false)));
+    co.apply(full(1, t0, node(true, "0-1-5", false)));
+    let t = h.topology.load_full();
+    assert_eq!(t.primary, Some(BackendIndex(0)));
+    assert_eq!(t.nodes[1].role, Role::Writable);
+    assert_eq!(h.topology.split_brain_total(), 1);
+    assert_eq!(h.topology.failovers_total(), 0);
+}
+
+#[test]
+fn replicas_behind_the_primary_leave_rotation_and_return_with_hysteresis() {
+    let h = host(Duration::from_secs(2));
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    co.apply(full(0, at(0), node(true, "0-1-5", false)));
+    co.apply(full(1, at(0), node(false, "0-1-5", true)));
+    // The primary moves on; replica 1 stays at 0-1-5 (its SQL thread is stopped).
+    co.apply(full(0, at(100), node(true, "0-1-6", false)));
+    co.apply(full(1, at(1000), node(false, "0-1-5", true)));
+    assert!(!h.topology.load().nodes[1].lagging, "900 ms behind is within 2 s");
+    co.apply(full(0, at(1500), node(true, "0-1-7", false)));
+    co.apply(full(1, at(2200), node(false, "0-1-5", true)));
+    let t = h.topology.load_full();
+    assert!(t.nodes[1].lagging, "2.1 s behind");
+    assert_eq!(t.nodes[1].lag, Some(Duration::from_millis(2100)));
+    co.apply(full(1, at(2800), node(false, "0-1-6", true)));
+    let t = h.topology.load_full();
+    assert_eq!(t.nodes[1].lag, Some(Duration::from_millis(1300)));
+    assert!(t.nodes[1].lagging, "1.3 s is above max/2: still out");
+    co.apply(full(1, at(2900), node(false, "0-1-7", true)));
+    assert!(!h.topology.load().nodes[1].lagging, "caught up");
+}

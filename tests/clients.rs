@@ -1,0 +1,198 @@
+//! Real client programs against the real proxy: a Go program on database/sql with
+//! go-sql-driver/mysql (server-side prepared statements over COM_STMT_PREPARE/EXECUTE) and a Python
+//! program on PyMySQL (client-side parameters, text-protocol PREPARE/EXECUTE), each doing CRUD,
+//! prepared statements and transactions through a `TestProxy`. Sources are in `tests/clients/`.
+//!
+//! Both use Debian packages and work offline (`scripts/test.sh` installs them):
+//! - Go: `golang-go` and `golang-github-go-sql-driver-mysql-dev`, built in GOPATH mode
+//!   (`GO111MODULE=off`, `GOPATH=/usr/share/gocode`, `GOPROXY=off`) into `CARGO_TARGET_TMPDIR`, with
+//!   Go's build cache there too, so later runs only relink.
+//! - Python: `python3-pymysql`, which only Debian's `/usr/bin/python3` sees (a pyenv `python3`
+//!   first on PATH does not), so that interpreter is used unless `RWSPLIT_PYTHON` names another.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{fresh_db, Cluster, TestProxy};
+
+/// Upper bound for one build or one client run; they normally take a few seconds.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where Debian's golang-github-go-sql-driver-mysql-dev puts the driver's source (a GOPATH).
+const DEBIAN_GOPATH: &str = "/usr/share/gocode";
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+fn build_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients")
+}
+
+/// What a finished child process printed.
+struct Run {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn report(&self, what: &str) -> String {
+        format!(
+            "{what}: {} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `CLIENT_TIMEOUT`; panics when it cannot start, times
+/// out or exits non-zero, with everything it printed. Blocking: call inside `spawn_blocking`.
+fn run(mut cmd: Command, what: &str) -> Run {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
+    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break (status, false);
+        }
+        if started.elapsed() > CLIENT_TIMEOUT {
+            let _ = child.kill();
+            break (child.wait().expect("wait for the killed child"), true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = Run {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        took: started.elapsed(),
+    };
+    assert!(!timed_out, "{}", run.report(&format!("{what} timed out after {CLIENT_TIMEOUT:?} and was killed")));
+    assert!(run.status.success(), "{}", run.report(&format!("{what} failed")));
+    run
+}
+
+/// Builds the Go client offline and returns the binary. Go's build cache lives next to it, so a
+/// build with unchanged sources only relinks (well under a second).
+fn build_go_client() -> PathBuf {
+    let driver = Path::new(DEBIAN_GOPATH).join("src/github.com/go-sql-driver/mysql");
+    assert!(
+        driver.is_dir(),
+        "{} is missing: install the Debian packages golang-go and golang-github-go-sql-driver-mysql-dev \
+         (scripts/test.sh does)",
+        driver.display()
+    );
+    let go = ["go", "/usr/lib/go/bin/go"]
+        .into_iter()
+        .find(|go| Command::new(go).arg("version").output().is_ok_and(|o| o.status.success()))
+        .expect("no `go` found: install the Debian package golang-go (scripts/test.sh does)");
+    let out = build_dir().join("go-client");
+    let mut cmd = Command::new(go);
+    cmd.current_dir(clients_dir().join("go"))
+        .args(["build", "-o"])
+        .arg(&out)
+        .arg(".")
+        // GOPATH mode against Debian's packaged source: no go.mod, no module proxy, no network.
+        .env("GO111MODULE", "off")
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "")
+        .env("GOENV", "off")
+        .env("GOPATH", DEBIAN_GOPATH)
+        .env("GOCACHE", build_dir().join("go-cache"));
+    let build = run(cmd, "go build of tests/clients/go");
+    println!("go build of tests/clients/go took {:.1?}", build.took);
+    out
+}
+
+/// The Python interpreter that has PyMySQL: `RWSPLIT_PYTHON`, else Debian's `/usr/bin/python3`
+/// (python3-pymysql installs into its dist-packages), else `python3` from PATH.
+fn python_with_pymysql() -> String {
+    let python = std::env::var("RWSPLIT_PYTHON").ok().unwrap_or_else(|| {
+        if Path::new("/usr/bin/python3").exists() {
+            "/usr/bin/python3".into()
+        } else {
+            "python3".into()
+        }
+    });
+    let why = match Command::new(&python).args(["-c", "import pymysql"]).output() {
+        Ok(o) if o.status.success() => return python,
+        Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+        Err(e) => e.to_string(),
+    };
+    panic!(
+        "{python} cannot import pymysql ({why}): install the Debian package python3-pymysql \
+         (scripts/test.sh does), or point RWSPLIT_PYTHON at an interpreter that has PyMySQL"
+    )
+}
+
+/// Runs blocking `f` off the runtime (so the in-process proxy keeps serving) and re-raises its
+/// panic as is, so a failure reads as the program's report rather than a `JoinError`.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}
+
+/// Starts a proxy, gives the client program a fresh database and runs `command(proxy port, db,
+/// primary port)` on a blocking thread; returns what it printed.
+async fn run_against_proxy(prefix: &str, what: &'static str, command: impl FnOnce(u16, &str, u16) -> Command) -> Run {
+    let proxy = TestProxy::start(Cluster::shared().await).await;
+    let db = fresh_db(&proxy.cluster, prefix).await;
+    let cmd = command(proxy.port(), &db, proxy.cluster.primary);
+    let run = blocking(move || run(cmd, what)).await;
+    print!("{}", run.report(what));
+    run
+}
+
+#[tokio::test]
+async fn go_database_sql_client_does_crud_prepared_statements_and_transactions() {
+    let binary = blocking(build_go_client).await;
+    let run = run_against_proxy("goclient", "go client", |port, db, primary| {
+        let mut cmd = Command::new(&binary);
+        cmd.arg("-port").arg(port.to_string()).arg("-db").arg(db).arg("-primary-port").arg(primary.to_string());
+        cmd
+    })
+    .await;
+    assert!(run.stdout.contains("go client: all checks passed"), "{}", run.report("go client"));
+}
+
+#[tokio::test]
+async fn python_pymysql_client_does_crud_parameters_and_transactions() {
+    let python = blocking(python_with_pymysql).await;
+    let script = clients_dir().join("python/client.py");
+    let run = run_against_proxy("pyclient", "python client", |port, db, primary| {
+        let mut cmd = Command::new(&python);
+        cmd.arg(&script)
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--db")
+            .arg(db)
+            .arg("--primary-port")
+            .arg(primary.to_string());
+        cmd
+    })
+    .await;
+    assert!(run.stdout.contains("python client: all checks passed"), "{}", run.report("python client"));
+}

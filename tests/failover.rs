@@ -1,0 +1,284 @@
+//! Primary failover and replica loss on the real cluster, under load from many clients: a real
+//! promotion with `scripts/cluster.sh failover`, and a replica killed with SIGKILL.
+//!
+//! These tests kill and promote servers. They take `faults::SERIAL`, and leave the cluster healthy
+//! (three nodes up and replicating; the primary may have moved, which other tests discover
+//! through `@@read_only`), also when they fail.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::faults::{self, cluster_sh_async, direct, kill9, on_node, restore_cluster, with_cleanup};
+use common::{eventually, fresh_db, Cluster, TestProxy};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use rwsplit::backend::{BackendIndex, Health};
+
+const CLIENTS: usize = 20;
+/// Clients 0..TRANSACTIONAL run two-insert transactions; the others autocommit writes and reads.
+const TRANSACTIONAL: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+    Commit,
+    Other,
+}
+
+/// One statement a client ran, and when.
+#[derive(Debug, Clone)]
+struct Op {
+    client: usize,
+    kind: Kind,
+    start: Instant,
+    end: Instant,
+    /// When the explicit transaction this statement belongs to began.
+    transaction: Option<Instant>,
+    error: Option<String>,
+}
+
+#[derive(Default)]
+struct Journal {
+    ops: Mutex<Vec<Op>>,
+    acked: Mutex<Vec<i64>>,
+}
+
+async fn run(conn: &mut Conn, sql: String, op: (usize, Kind, Option<Instant>), journal: &Journal) -> bool {
+    let start = Instant::now();
+    let result = conn.query_drop(sql).await;
+    let (client, kind, transaction) = op;
+    let error = result.err().map(|e| e.to_string());
+    let ok = error.is_none();
+    journal.ops.lock().unwrap().push(Op { client, kind, start, end: Instant::now(), transaction, error });
+    ok
+}
+
+async fn client(i: usize, opts: Opts, stop: Arc<AtomicBool>, journal: Arc<Journal>) {
+    let mut conn = Conn::new(opts).await.unwrap();
+    let mut next = i64::try_from(i).unwrap() * 100_000_000;
+    while !stop.load(Ordering::Relaxed) {
+        if i < TRANSACTIONAL {
+            let begun = Instant::now();
+            let mut ok = run(&mut conn, "BEGIN".into(), (i, Kind::Other, None), &journal).await;
+            let ids = [next, next + 1];
+            next += 2;
+            for id in ids {
+                let sql = format!("INSERT INTO w VALUES ({id}, {i})");
+                ok = ok && run(&mut conn, sql, (i, Kind::Write, Some(begun)), &journal).await;
+            }
+            if ok && run(&mut conn, "COMMIT".into(), (i, Kind::Commit, Some(begun)), &journal).await {
+                journal.acked.lock().unwrap().extend(ids);
+            } else {
+                // A well-behaved client after an error in a transaction.
+                run(&mut conn, "ROLLBACK".into(), (i, Kind::Other, None), &journal).await;
+            }
+        } else {
+            let id = next;
+            next += 1;
+            if run(&mut conn, format!("INSERT INTO w VALUES ({id}, {i})"), (i, Kind::Write, None), &journal).await {
+                journal.acked.lock().unwrap().push(id);
+            }
+            let sql = format!("SELECT COUNT(*) FROM w WHERE client = {i}");
+            run(&mut conn, sql, (i, Kind::Read, None), &journal).await;
+        }
+    }
+}
+
+/// Polls the replicas directly until one of them turns writable; returns when.
+async fn promoted_at(replicas: Vec<u16>) -> (Instant, u16) {
+    let mut conns = Vec::new();
+    for port in replicas {
+        conns.push((port, direct(port).await));
+    }
+    loop {
+        for (port, conn) in &mut conns {
+            if let Ok(Some(0u8)) = conn.query_first::<u8, _>("SELECT @@global.read_only").await {
+                return (Instant::now(), *port);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Semi-synchronous replication for the promotion test: without it a commit acknowledged by the
+/// primary may not have reached any replica when the primary is killed, and no proxy can bring
+/// that write back. With it, the primary answers a commit only after a replica has it.
+async fn semi_sync(cluster: &Cluster, on: bool) {
+    let flag = if on { "ON" } else { "OFF" };
+    for port in cluster.replicas() {
+        on_node(port, &format!("SET GLOBAL rpl_semi_sync_slave_enabled = {flag}")).await;
+        on_node(port, "STOP SLAVE IO_THREAD").await;
+        on_node(port, "START SLAVE IO_THREAD").await;
+    }
+    on_node(cluster.primary, &format!("SET GLOBAL rpl_semi_sync_master_enabled = {flag}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_resume_on_the_promoted_replica_without_losing_acknowledged_writes() {
+    let _serial = faults::SERIAL.lock().await;
+    let cleanup = async {
+        restore_cluster().await;
+        let cluster = Cluster::shared().await;
+        for port in cluster.replicas() {
+            on_node(port, "SET GLOBAL rpl_semi_sync_slave_enabled = OFF").await;
+        }
+        on_node(cluster.primary, "SET GLOBAL rpl_semi_sync_master_enabled = OFF").await;
+    };
+    with_cleanup(promotion_under_load(), cleanup).await;
+}
+
+async fn promotion_under_load() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    semi_sync(&cluster, true).await;
+    let mut config = cluster.config();
+    config.routing.failover_hold = Duration::from_secs(15);
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let db = fresh_db(&cluster, "failover").await;
+    let mut setup = proxy.connect_db(&db).await;
+    setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
+
+    let journal = Arc::new(Journal::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), journal.clone())));
+    }
+    let j: &Journal = &journal;
+    let busy = eventually(Duration::from_secs(20), move || async move { j.acked.lock().unwrap().len() > 200 }).await;
+    assert!(busy, "the clients are writing");
+
+    let (pid, old_port) = faults::node("PRIMARY");
+    assert_eq!(old_port, cluster.primary);
+    let promotion = tokio::spawn(promoted_at(cluster.replicas()));
+    let killed = kill9(pid).await;
+    cluster_sh_async(&["failover"]).await;
+    let (promoted, new_port) = promotion.await.unwrap();
+    let writes_after = |t: Instant| {
+        let ops = journal.ops.lock().unwrap();
+        ops.iter().filter(|o| o.error.is_none() && o.kind != Kind::Read && o.start > t).count()
+    };
+    let w = &writes_after;
+    let resumed = eventually(Duration::from_secs(30), move || async move { w(promoted) > 3 * CLIENTS }).await;
+    assert!(resumed, "writes resumed after the promotion");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let ops = journal.ops.lock().unwrap().clone();
+    let first_write_after_kill = ops
+        .iter()
+        .filter(|o| o.error.is_none() && matches!(o.kind, Kind::Write | Kind::Commit) && o.start > killed)
+        .map(|o| o.end)
+        .min()
+        .expect("a write succeeded after the kill");
+    let resume = first_write_after_kill.saturating_duration_since(promoted);
+    eprintln!(
+        "kill → promotion {:?}; promotion → first write acknowledged {resume:?}; {} statements",
+        promoted - killed,
+        ops.len()
+    );
+    assert!(first_write_after_kill >= promoted, "nothing is writable before the promotion");
+    assert!(resume <= Duration::from_secs(2), "writes resumed {resume:?} after the promotion");
+
+    // Errors only for statements in flight at the kill or in transactions open at that moment,
+    // at most one per client, and never for reads.
+    let mut errors_per_client = vec![0; CLIENTS];
+    for op in ops.iter().filter(|o| o.error.is_some()) {
+        errors_per_client[op.client] += 1;
+        let in_flight = op.start < killed;
+        let open_transaction = op.transaction.is_some_and(|t| t < killed);
+        assert!(in_flight || open_transaction, "unexpected error: {op:?} (killed at {killed:?})");
+        assert_ne!(op.kind, Kind::Read, "a read failed: {op:?}");
+    }
+    assert!(errors_per_client.iter().all(|&n| n <= 1), "one error at most per client: {errors_per_client:?}");
+    let mut kinds: Vec<String> = ops
+        .iter()
+        .filter_map(|o| o.error.as_ref().map(|e| format!("{:?}: {}", o.kind, &e[..e.len().min(90)])))
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    eprintln!("errors per client: {errors_per_client:?}; kinds: {kinds:#?}");
+
+    // Every acknowledged write is on the new primary.
+    let acked: HashSet<i64> = journal.acked.lock().unwrap().iter().copied().collect();
+    let mut primary = direct(new_port).await;
+    let stored: HashSet<i64> = primary.query(format!("SELECT id FROM `{db}`.w")).await.unwrap().into_iter().collect();
+    let missing: Vec<_> = acked.difference(&stored).take(10).collect();
+    assert!(missing.is_empty(), "{} acknowledged writes missing on the new primary, e.g. {missing:?}", acked.len());
+    let new_index = BackendIndex(cluster.ports.iter().position(|&p| p == new_port).unwrap());
+    assert_eq!(proxy.handle.topology().primary, Some(new_index));
+
+    // The killed primary comes back as a replica of the new one and rejoins read rotation.
+    restore_cluster().await;
+    let old_index = BackendIndex(cluster.ports.iter().position(|&p| p == old_port).unwrap());
+    let p = &proxy;
+    let back = eventually(Duration::from_secs(30), move || async move {
+        let t = p.handle.topology();
+        t.nodes[old_index.0].health == Health::Up && t.primary == Some(new_index)
+    })
+    .await;
+    assert!(back, "the rebuilt node is up again in the proxy's topology");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_replica_fails_no_read() {
+    let _serial = faults::SERIAL.lock().await;
+    with_cleanup(replica_loss(), restore_cluster()).await;
+}
+
+async fn replica_loss() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let proxy = TestProxy::start(cluster.clone()).await;
+    let (pid, port) = faults::node("REPLICA1");
+    let index = cluster.ports.iter().position(|&p| p == port).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(Mutex::new(Vec::<Result<u16, String>>::new()));
+    let mut clients = Vec::new();
+    for _ in 0..10 {
+        let (opts, stop, reads) = (proxy.opts(None), stop.clone(), reads.clone());
+        clients.push(tokio::spawn(async move {
+            let mut conn = Conn::new(opts).await.unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let got = conn.query_first::<u16, _>("SELECT @@port").await.map(Option::unwrap_or_default);
+                reads.lock().unwrap().push(got.map_err(|e| e.to_string()));
+            }
+        }));
+    }
+    let hits = |port: u16| reads.lock().unwrap().iter().filter(|r| r.as_ref().is_ok_and(|&p| p == port)).count();
+    let h = &hits;
+    assert!(eventually(Duration::from_secs(10), move || async move { h(port) > 50 }).await, "reads reach {port}");
+
+    kill9(pid).await;
+    let p = &proxy;
+    let down =
+        eventually(
+            Duration::from_secs(10),
+            move || async move { p.handle.topology().nodes[index].health == Health::Down },
+        )
+        .await;
+    assert!(down, "the monitor marked the killed replica down");
+    let seen = reads.lock().unwrap().len();
+    let r = &reads;
+    assert!(eventually(Duration::from_secs(10), move || async move { r.lock().unwrap().len() > seen + 500 }).await);
+
+    restore_cluster().await;
+    let before = hits(port);
+    let back = eventually(Duration::from_secs(30), move || async move { h(port) > before + 50 }).await;
+    assert!(back, "reads return to the restarted replica");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let reads = reads.lock().unwrap();
+    let failed: Vec<_> = reads.iter().filter_map(|r| r.as_ref().err()).take(5).collect();
+    eprintln!("{} reads, {} failed", reads.len(), failed.len());
+    assert!(failed.is_empty(), "reads failed: {failed:?}");
+}
