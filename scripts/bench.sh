@@ -2,9 +2,14 @@
 # End-to-end benchmark: sysbench directly against the primary and through rwsplit, side by side in one run, plus a
 # connection-scale run (many idle clients and a few active ones). Prints a markdown table and writes it to a file.
 #
-#   scripts/bench.sh                         the whole run (about 20 minutes on a 2-core machine)
+#   scripts/bench.sh                         the whole run (about 25 minutes on a 2-core machine)
 #   RWSPLIT_BENCH_DURATION=5 RWSPLIT_BENCH_REPS=1 scripts/bench.sh     a quick look
-#   scripts/cluster.sh down                  stop the MariaDB cluster afterwards (this script leaves it running)
+#   RWSPLIT_CLUSTER_DIR=/tmp/rwsplit-bench-cluster RWSPLIT_CLUSTER_PORT_BASE=15306 scripts/cluster.sh down
+#                                            stop the benchmark's MariaDB cluster afterwards (it is left running)
+#
+# The benchmark uses its own cluster (scripts/cluster.sh with RWSPLIT_CLUSTER_DIR=${TMPDIR:-/tmp}/rwsplit-bench-cluster
+# and RWSPLIT_CLUSTER_PORT_BASE=15306 unless those are set), so integration tests that fail over or restart the
+# default test cluster cannot disturb a run. Set both variables to benchmark another cluster.
 #
 # What it does: `scripts/cluster.sh up`; installs Debian's sysbench if missing; `cargo build --release`; starts
 # target/release/rwsplit with a generated config (free 127.0.0.1 ports, generous pools); prepares sysbench tables
@@ -17,8 +22,9 @@
 #
 # Targets: "direct" is the primary; "proxy" is rwsplit, which sends reads outside transactions to the replicas
 # (point selects: replicas; sysbench's read_only and read_write wrap everything in BEGIN/COMMIT, so they stay on the
-# primary); "replica" (point selects only) is a direct connection to one replica, the baseline for reads the proxy
-# moved to replicas.
+# primary); for point selects only, "replica" is a direct connection to one replica (the baseline for reads the proxy
+# moved to replicas) and "relay" is benches/relay.rs, a bare tokio TCP relay to the primary whose CPU per query is
+# the floor the extra hop puts under any user-space proxy.
 #
 # Environment (defaults in brackets):
 #   RWSPLIT_BENCH_DURATION    seconds per sysbench run [8]
@@ -26,9 +32,10 @@
 #   RWSPLIT_BENCH_WARMUP      seconds of unrecorded warm-up per configuration and target [2]
 #   RWSPLIT_BENCH_WORKLOADS   sysbench tests [oltp_point_select oltp_read_only oltp_read_write]
 #   RWSPLIT_BENCH_THREADS     client threads [8 32]
-#   RWSPLIT_BENCH_LATENCY_THREADS  extra thread counts for oltp_point_select only (unloaded latency) [1]
+#   RWSPLIT_BENCH_LATENCY_THREADS  extra thread counts for oltp_point_select only (unloaded latency; "" for none) [1]
 #   RWSPLIT_BENCH_PS_MODES    sysbench --db-ps-mode values [disable auto]
 #   RWSPLIT_BENCH_REPLICA     1 adds the direct-to-replica baseline for oltp_point_select [1]
+#   RWSPLIT_BENCH_RELAY       1 adds the bare TCP relay baseline for oltp_point_select [1]
 #   RWSPLIT_BENCH_TABLES, RWSPLIT_BENCH_TABLE_SIZE   sysbench data set [4, 10000]
 #   RWSPLIT_BENCH_IDLE_CLIENTS, RWSPLIT_BENCH_ACTIVE_CLIENTS, RWSPLIT_BENCH_SCALE_SECS   connection scale [5000, 64, 10]
 #   RWSPLIT_BENCH_SKIP        space-separated phases to skip: sysbench, scale
@@ -42,14 +49,18 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+export RWSPLIT_CLUSTER_DIR="${RWSPLIT_CLUSTER_DIR:-${TMPDIR:-/tmp}/rwsplit-bench-cluster}"
+export RWSPLIT_CLUSTER_PORT_BASE="${RWSPLIT_CLUSTER_PORT_BASE:-15306}"
+
 DURATION=${RWSPLIT_BENCH_DURATION:-8}
 REPS=${RWSPLIT_BENCH_REPS:-3}
 WARMUP=${RWSPLIT_BENCH_WARMUP:-2}
 WORKLOADS=${RWSPLIT_BENCH_WORKLOADS:-oltp_point_select oltp_read_only oltp_read_write}
 THREADS=${RWSPLIT_BENCH_THREADS:-8 32}
-LATENCY_THREADS=${RWSPLIT_BENCH_LATENCY_THREADS:-1}
+LATENCY_THREADS=${RWSPLIT_BENCH_LATENCY_THREADS-1}
 PS_MODES=${RWSPLIT_BENCH_PS_MODES:-disable auto}
 REPLICA_BASELINE=${RWSPLIT_BENCH_REPLICA:-1}
+RELAY_BASELINE=${RWSPLIT_BENCH_RELAY:-1}
 TABLES=${RWSPLIT_BENCH_TABLES:-4}
 TABLE_SIZE=${RWSPLIT_BENCH_TABLE_SIZE:-10000}
 IDLE_CLIENTS=${RWSPLIT_BENCH_IDLE_CLIENTS:-5000}
@@ -67,6 +78,8 @@ CLK_TCK=$(getconf CLK_TCK)
 
 PROXY_PID=""
 PROXY_PORT=""
+RELAY_PID=""
+RELAY_PORT=""
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -88,20 +101,29 @@ as_root() {
 
 # --- processes ---------------------------------------------------------------------------------------------------
 
-stop_proxy() {
-  [[ -n $PROXY_PID ]] || return 0
-  if kill -0 "$PROXY_PID" 2>/dev/null; then
-    kill -TERM "$PROXY_PID" 2>/dev/null || true
+# Stops one process this script started, by pid: SIGTERM, then SIGKILL after 5 s.
+stop_pid() {
+  local pid=$1
+  [[ -n $pid ]] || return 0
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 50); do
-      kill -0 "$PROXY_PID" 2>/dev/null || break
+      kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
-    kill -KILL "$PROXY_PID" 2>/dev/null || true
-    wait "$PROXY_PID" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
   fi
+}
+stop_proxy() {
+  stop_pid "$PROXY_PID"
   PROXY_PID=""
 }
-trap stop_proxy EXIT
+stop_relay() {
+  stop_pid "$RELAY_PID"
+  RELAY_PID=""
+}
+trap 'stop_proxy; stop_relay' EXIT
 
 is_port_in_use() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -137,7 +159,13 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
 # Runs SQL as root over a node's unix socket; tab-separated, no headers.
 node_sql() { mariadb --no-defaults --protocol=socket -S "$1" -uroot --connect-timeout=5 -N -B -e "$2"; }
 
-questions() { node_sql "$1" "SHOW GLOBAL STATUS LIKE 'Questions'" | awk '{ print $2 }'; }
+# The node's Questions counter; 0 when it cannot be read (the run's "on replicas" share is then meaningless).
+questions() {
+  local n
+  n=$(node_sql "$1" "SHOW GLOBAL STATUS LIKE 'Questions'" 2>/dev/null | awk '{ print $2 }') || true
+  [[ -n $n ]] || log "warning: cannot read Questions over $1"
+  printf '%s\n' "${n:-0}"
+}
 
 # --- setup -------------------------------------------------------------------------------------------------------
 
@@ -204,6 +232,27 @@ start_proxy() {
   log "rwsplit pid $PROXY_PID on 127.0.0.1:$PROXY_PORT"
 }
 
+# Path of a harness-less bench binary (benches/NAME.rs), built in the bench profile.
+bench_exe() {
+  cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+    grep -o "\"executable\":\"[^\"]*/$1-[^\"]*\"" | tail -1 | cut -d'"' -f4
+}
+
+start_relay() {
+  local exe
+  exe=$(bench_exe relay)
+  [[ -x $exe ]] || die "could not build benches/relay.rs"
+  RELAY_PORT=$(free_port)
+  RELAY_LISTEN="127.0.0.1:$RELAY_PORT" RELAY_BACKEND="127.0.0.1:$RWSPLIT_PRIMARY_PORT" "$exe" >"$WORK/relay.log" 2>&1 &
+  RELAY_PID=$!
+  for _ in $(seq 100); do
+    is_port_in_use "$RELAY_PORT" && break
+    sleep 0.1
+  done
+  is_port_in_use "$RELAY_PORT" || die "relay did not listen on $RELAY_PORT; see $WORK/relay.log"
+  log "relay pid $RELAY_PID on 127.0.0.1:$RELAY_PORT -> primary"
+}
+
 sysbench_args() {
   printf '%s\n' --db-driver=mysql --mysql-host=127.0.0.1 --mysql-user=app --mysql-password=app --mysql-db=sbtest \
     --tables="$TABLES" --table-size="$TABLE_SIZE"
@@ -259,13 +308,16 @@ run_one() {
   [[ $kind == warmup ]] && secs=$WARMUP
   local logf="$WORK/$workload-t$threads-$ps-$target-$kind$rep.log"
   local q_before=() q_after=() sock proxy_before=0 proxy_after=0 db_before=0 db_after=0 busy_before busy_after pid
+  # The process in the middle whose CPU is measured: rwsplit or the relay.
+  local mid_pid=$PROXY_PID
+  [[ $target == relay ]] && mid_pid=$RELAY_PID
   local sockets=("$RWSPLIT_PRIMARY_SOCKET" "$RWSPLIT_REPLICA1_SOCKET" "$RWSPLIT_REPLICA2_SOCKET")
   local db_pids=("$RWSPLIT_PRIMARY_PID" "$RWSPLIT_REPLICA1_PID" "$RWSPLIT_REPLICA2_PID")
   if [[ $kind == recorded ]]; then
     for sock in "${sockets[@]}"; do q_before+=("$(questions "$sock")"); done
   fi
   for pid in "${db_pids[@]}"; do db_before=$((db_before + $(cpu_ticks "$pid"))); done
-  [[ -n $PROXY_PID ]] && proxy_before=$(cpu_ticks "$PROXY_PID")
+  [[ -n $mid_pid ]] && proxy_before=$(cpu_ticks "$mid_pid")
   busy_before=$(machine_busy_ticks)
   local started=$EPOCHREALTIME rc=0 times TIMEFORMAT='%3U %3S'
   mapfile -t args < <(sysbench_args)
@@ -276,7 +328,7 @@ run_one() {
   local elapsed
   elapsed=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
   busy_after=$(machine_busy_ticks)
-  [[ -n $PROXY_PID ]] && proxy_after=$(cpu_ticks "$PROXY_PID")
+  [[ -n $mid_pid ]] && proxy_after=$(cpu_ticks "$mid_pid")
   for pid in "${db_pids[@]}"; do db_after=$((db_after + $(cpu_ticks "$pid"))); done
   [[ $kind == recorded ]] || return 0
   for sock in "${sockets[@]}"; do q_after+=("$(questions "$sock")"); done
@@ -294,7 +346,7 @@ run_one() {
     qps=${qps:-0}
   fi
   cpu_us=-
-  if [[ $target == proxy && $status == ok ]]; then
+  if [[ $target == proxy || $target == relay ]] && [[ $status == ok ]]; then
     cpu_us=$(awk -v t=$((proxy_after - proxy_before)) -v hz="$CLK_TCK" -v q="$queries" 'BEGIN { printf "%.1f", t / hz * 1e6 / q }')
   fi
   replica_share=-
@@ -323,6 +375,7 @@ run_matrix() {
       for ps in $PS_MODES; do
         local targets=(direct proxy)
         [[ $workload == oltp_point_select && $REPLICA_BASELINE == 1 ]] && targets+=(replica)
+        [[ $workload == oltp_point_select && $RELAY_BASELINE == 1 ]] && targets+=(relay)
         for target in "${targets[@]}"; do
           run_one warmup "$target" "$(target_port "$target")" "$workload" "$threads" "$ps" 0 || true
         done
@@ -341,6 +394,7 @@ target_port() {
     direct) printf '%s' "$RWSPLIT_PRIMARY_PORT" ;;
     proxy) printf '%s' "$PROXY_PORT" ;;
     replica) printf '%s' "$RWSPLIT_REPLICA1_PORT" ;;
+    relay) printf '%s' "$RELAY_PORT" ;;
   esac
 }
 
@@ -362,7 +416,7 @@ col_median() {
 }
 
 report_sysbench() {
-  echo "| workload | threads | ps-mode | target | runs ok | median QPS | vs direct | p50 µs | p95 µs | rwsplit CPU µs/query | on replicas | other load |"
+  echo "| workload | threads | ps-mode | target | runs ok | median QPS | vs direct | p50 µs | p95 µs | CPU µs/query | on replicas | other load |"
   echo "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   local workload threads ps target key ok total qps direct_qps ratio failure
   while IFS=$'\t' read -r workload threads ps target; do
@@ -394,7 +448,7 @@ machine_header() {
   rustc_version=$(rustc --version 2>/dev/null || echo unknown)
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- rwsplit: $(git describe --always --dirty 2>/dev/null || echo unknown) (release build), $rustc_version"
-  echo "- MariaDB $mariadb_version (1 primary + 2 replicas, scripts/cluster.sh), $(sysbench --version)"
+  echo "- MariaDB $mariadb_version (1 primary + 2 replicas, scripts/cluster.sh on ports $RWSPLIT_CLUSTER_PORT_BASE+), $(sysbench --version)"
   echo "- machine: $NPROC CPUs ($cpu), $mem RAM; client, proxy and the three servers share it"
   echo "- load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- settings: ${DURATION}s per run, $REPS repetitions, interleaved direct/proxy[/replica], $TABLES tables × $TABLE_SIZE rows"
@@ -404,8 +458,7 @@ machine_header() {
 
 run_scale() {
   local exe limit
-  exe=$(cargo bench --bench connscale --no-run --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*connscale[^"]*"' | tail -1 | cut -d'"' -f4)
+  exe=$(bench_exe connscale)
   [[ -x $exe ]] || die "could not build benches/connscale.rs"
   limit=$(ulimit -Hn)
   [[ $limit == unlimited ]] && limit=65536
@@ -459,9 +512,11 @@ main() {
   log "cargo build --release"
   cargo build --release >&2
   start_proxy
+  [[ $RELAY_BASELINE == 1 ]] && start_relay
   prepare_tables
   : >"$RUNS_TSV"
   skipped sysbench || run_matrix
+  stop_relay
   skipped scale || run_scale
   stop_proxy
   {
@@ -471,8 +526,10 @@ main() {
     echo
     echo "direct = the primary; proxy = rwsplit (reads outside transactions go to the 2 replicas, so point selects"
     echo "run there, while sysbench's read_only/read_write use BEGIN/COMMIT and stay on the primary); replica ="
-    echo "one replica directly. QPS and latencies are medians over the runs; p50/p95 from sysbench's histogram."
-    echo "rwsplit CPU = (utime+stime) / queries. on replicas = share of statements the nodes counted on replicas."
+    echo "one replica directly; relay = a bare tokio TCP relay to the primary (benches/relay.rs), the floor for any"
+    echo "user-space proxy. QPS and latencies are medians over the runs; p50/p95 from sysbench's histogram."
+    echo "CPU µs/query = (utime+stime) of rwsplit (or the relay) / queries. on replicas = share of statements the"
+    echo "nodes counted on replicas."
     echo "other load = CPU used by processes other than sysbench, rwsplit and MariaDB, as a share of all CPUs."
     echo
     if [[ -s $RUNS_TSV ]]; then report_sysbench; else echo "(sysbench phase skipped)"; fi
@@ -484,7 +541,9 @@ main() {
     echo "Raw runs: $RUNS_TSV; logs: $WORK"
   } >"$RESULT_MD"
   cat "$RESULT_MD"
-  log "wrote $RESULT_MD (stop the cluster with: scripts/cluster.sh down)"
+  log "wrote $RESULT_MD"
+  log "the cluster keeps running; stop it with:" \
+    "RWSPLIT_CLUSTER_DIR=$RWSPLIT_CLUSTER_DIR RWSPLIT_CLUSTER_PORT_BASE=$RWSPLIT_CLUSTER_PORT_BASE scripts/cluster.sh down"
 }
 
 main "$@"

@@ -19,14 +19,15 @@ readonly DIR="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/certs}"
 
 log() { printf 'certs: %s\n' "$*" >&2; }
 
+as_root() {
+  if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
 ensure_openssl() {
   command -v openssl >/dev/null 2>&1 && return 0
   log "installing openssl with apt-get"
-  if [[ $EUID -eq 0 ]]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 openssl >/dev/null
-  else
-    sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 openssl >/dev/null
-  fi
+  local install=(env DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 openssl)
+  as_root "${install[@]}" >/dev/null || { as_root apt-get update >/dev/null && as_root "${install[@]}" >/dev/null; }
 }
 
 files=(ca.pem ca-key.pem server-cert.pem server-key.pem rsa-private.pem rsa-public.pem)

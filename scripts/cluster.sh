@@ -40,7 +40,8 @@ readonly STATE_FILE="$CLUSTER_DIR/state"
 readonly TEMPLATE_DIR="$CLUSTER_DIR/template"
 # Created on first use; `down --purge` refuses to delete a directory without it.
 readonly OWNER_MARK="$CLUSTER_DIR/.rwsplit-cluster"
-readonly SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+readonly SCRIPT_DIR
 readonly CERT_DIR="${RWSPLIT_CERT_DIR:-$SCRIPT_DIR/../certs}"
 
 # Filled by find_binaries.
@@ -173,7 +174,14 @@ as_root() {
   fi
 }
 
-is_apt_busy() { pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1; }
+is_apt_busy() {
+  local name
+  # pgrep matches at most 15 characters of a process name, so one name per call.
+  for name in apt apt-get dpkg unattended-upgr; do
+    pgrep -x "$name" >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
 
 # Installs MariaDB with apt when missing. Someone else may be installing it right now, so first give a running
 # apt/dpkg the chance to finish rather than fighting over the dpkg lock.

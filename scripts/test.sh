@@ -36,6 +36,15 @@ as_root() {
 has() { command -v "$1" >/dev/null 2>&1; }
 
 # Debian packages for whatever is missing. Rust itself comes from rustup (rust-toolchain.toml pins the version).
+# True while another apt or dpkg runs (pgrep matches at most 15 characters of a name: one per call).
+apt_busy() {
+  local name
+  for name in apt apt-get dpkg unattended-upgr; do
+    pgrep -x "$name" >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
+
 install_missing() {
   local pkgs=()
   has mariadbd || [[ -x /usr/sbin/mariadbd ]] || pkgs+=(mariadb-server)
@@ -53,7 +62,7 @@ install_missing() {
   has apt-get || die "missing ${pkgs[*]} and apt-get is not available; install them by hand"
   # Another apt run (for instance an image build) may hold the dpkg lock; wait for it instead of failing.
   local waited=0
-  while pgrep -x 'apt|apt-get|dpkg|unattended-upgr' >/dev/null 2>&1 && ((waited < 900)); do
+  while apt_busy && ((waited < 900)); do
     ((waited % 30 == 0)) && echo "waiting for a running apt/dpkg to finish"
     sleep 2
     waited=$((waited + 2))

@@ -222,6 +222,7 @@ pub async fn run(config: Config, options: Options) -> Result<(), Error> {
     if drained.remaining > 0 {
         tracing::warn!(clients = drained.remaining, "exiting with clients still mid-statement");
     }
+    tracing::info!("stopped");
     Ok(())
 }
 

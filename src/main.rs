@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
+use clap::{Parser, Subcommand};
 use rwsplit::app::{LogFilter, Options};
 use rwsplit::config::{Config, LogFormat};
 

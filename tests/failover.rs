@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::faults::{self, cluster_sh_async, direct, kill9, on_node, restore_cluster, with_cleanup};
-use common::{eventually, fresh_db, Cluster, TestProxy};
+use common::faults::{self, cluster_sh_async, direct, kill9, on_node, restore_cluster, root_sql, with_cleanup};
+use common::{eventually, fresh_db, server_error, Cluster, TestProxy};
 use mysql_async::prelude::*;
 use mysql_async::{Conn, Opts};
 use rwsplit::backend::{BackendIndex, Health};
@@ -105,6 +105,24 @@ async fn promoted_at(replicas: Vec<u16>) -> (Instant, u16) {
     }
 }
 
+/// When the proxy's topology dropped the primary on `old_port`, and when it named another one.
+async fn proxy_view(proxy: &TestProxy, old_port: u16) -> (Instant, Instant) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut demoted = None;
+    loop {
+        let primary = proxy.handle.topology().primary.map(|p| proxy.cluster.ports[p.0]);
+        if primary != Some(old_port) {
+            let now = Instant::now();
+            let demoted = *demoted.get_or_insert(now);
+            if primary.is_some() {
+                return (demoted, now);
+            }
+        }
+        assert!(Instant::now() < deadline, "the proxy named no new primary within 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Semi-synchronous replication for the promotion test: without it a commit acknowledged by the
 /// primary may not have reached any replica when the primary is killed, and no proxy can bring
 /// that write back. With it, the primary answers a commit only after a replica has it.
@@ -156,8 +174,13 @@ async fn promotion_under_load() {
     let (pid, old_port) = faults::node("PRIMARY");
     assert_eq!(old_port, cluster.primary);
     let promotion = tokio::spawn(promoted_at(cluster.replicas()));
-    let killed = kill9(pid).await;
-    cluster_sh_async(&["failover"]).await;
+    let failover = async {
+        let issued = Instant::now();
+        let killed = kill9(pid, old_port).await;
+        cluster_sh_async(&["failover"]).await;
+        (issued, killed)
+    };
+    let ((issued, killed), (demoted, elected)) = tokio::join!(failover, proxy_view(&proxy, old_port));
     let (promoted, new_port) = promotion.await.unwrap();
     let writes_after = |t: Instant| {
         let ops = journal.ops.lock().unwrap();
@@ -180,8 +203,11 @@ async fn promotion_under_load() {
         .expect("a write succeeded after the kill");
     let resume = first_write_after_kill.saturating_duration_since(promoted);
     eprintln!(
-        "kill → promotion {:?}; promotion → first write acknowledged {resume:?}; {} statements",
+        "kill -9 → proxy has no primary {:?}; kill → promotion {:?}; promotion → proxy elects it {:?}; promotion → \
+         first write acknowledged {resume:?}; {} statements",
+        demoted.saturating_duration_since(issued),
         promoted - killed,
+        elected.saturating_duration_since(promoted),
         ops.len()
     );
     assert!(first_write_after_kill >= promoted, "nothing is writable before the promotion");
@@ -194,7 +220,8 @@ async fn promotion_under_load() {
         errors_per_client[op.client] += 1;
         let in_flight = op.start < killed;
         let open_transaction = op.transaction.is_some_and(|t| t < killed);
-        assert!(in_flight || open_transaction, "unexpected error: {op:?} (killed at {killed:?})");
+        let after_kill = op.start.saturating_duration_since(killed);
+        assert!(in_flight || open_transaction, "unexpected error {after_kill:?} after the kill: {op:?}");
         assert_ne!(op.kind, Kind::Read, "a read failed: {op:?}");
     }
     assert!(errors_per_client.iter().all(|&n| n <= 1), "one error at most per client: {errors_per_client:?}");
@@ -256,7 +283,7 @@ async fn replica_loss() {
     let h = &hits;
     assert!(eventually(Duration::from_secs(10), move || async move { h(port) > 50 }).await, "reads reach {port}");
 
-    kill9(pid).await;
+    kill9(pid, port).await;
     let p = &proxy;
     let down =
         eventually(
@@ -281,4 +308,62 @@ async fn replica_loss() {
     let failed: Vec<_> = reads.iter().filter_map(|r| r.as_ref().err()).take(5).collect();
     eprintln!("{} reads, {} failed", reads.len(), failed.len());
     assert!(failed.is_empty(), "reads failed: {failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_wait_for_a_primary_then_fail_clearly_while_reads_go_on() {
+    let _serial = faults::SERIAL.lock().await;
+    let undo = async {
+        tokio::task::spawn_blocking(|| root_sql("PRIMARY", "SET GLOBAL read_only = 0")).await.unwrap();
+        restore_cluster().await;
+    };
+    with_cleanup(no_primary(), undo).await;
+}
+
+async fn no_primary() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.routing.failover_hold = Duration::from_secs(1);
+    config.monitor.interval = Duration::from_millis(500);
+    config.monitor.timeout = Duration::from_millis(500);
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let db = fresh_db(&cluster, "hold").await;
+    let mut conn = proxy.connect_db(&db).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    let mut in_transaction = proxy.connect_db(&db).await;
+    in_transaction.query_drop("BEGIN").await.unwrap();
+    in_transaction.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+
+    // The primary turns read-only and nothing else is writable: there is no primary.
+    tokio::task::spawn_blocking(|| root_sql("PRIMARY", "SET GLOBAL read_only = 1")).await.unwrap();
+    let p = &proxy;
+    assert!(eventually(Duration::from_secs(10), move || async move { p.handle.topology().primary.is_none() }).await);
+
+    let err = in_transaction.query_drop("INSERT INTO t VALUES (2)").await.unwrap_err();
+    assert_eq!(server_error(&err).0, 1213, "the transaction on the old primary is gone: {err}");
+    // The session goes on, and reads still run (on a replica, or on the read-only old primary).
+    let port: u16 = in_transaction.query_first("SELECT @@port").await.unwrap().unwrap();
+    assert!(cluster.ports.contains(&port));
+
+    let started = Instant::now();
+    let err = conn.query_drop("INSERT INTO t VALUES (3)").await.unwrap_err();
+    let waited = started.elapsed();
+    let (code, _, message) = server_error(&err);
+    assert_eq!(code, 2003, "{message}");
+    assert!(message.contains("no primary"), "{message}");
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "held for {waited:?}");
+
+    // A write held while the primary comes back completes.
+    let held = tokio::spawn({
+        let opts = proxy.opts(Some(&db));
+        async move { mysql_async::Conn::new(opts).await.unwrap().query_drop("INSERT INTO t VALUES (4)").await }
+    });
+    tokio::task::spawn_blocking(|| root_sql("PRIMARY", "SET GLOBAL read_only = 0")).await.unwrap();
+    held.await.unwrap().expect("the held write ran once the primary was back");
+    in_transaction.query_drop("BEGIN").await.unwrap();
+    in_transaction.query_drop("INSERT INTO t VALUES (5)").await.unwrap();
+    in_transaction.query_drop("COMMIT").await.unwrap();
+    let ids: Vec<i32> = conn.query("/* rwsplit:primary */ SELECT id FROM t ORDER BY id").await.unwrap();
+    assert_eq!(ids, [4, 5], "the rolled-back transaction left nothing behind");
 }

@@ -96,6 +96,7 @@ async fn metrics_parse_and_follow_the_traffic() {
     let count = sum(&samples, "rwsplit_query_duration_seconds_count", &[]);
     assert!(count >= replica_ok + primary_ok, "every statement has a latency sample");
     assert!(sum(&samples, "rwsplit_pinned_sessions_total", &[("reason", "user_var")]) >= 1.0);
+    assert!(sum(&samples, "rwsplit_pool_checkout_wait_seconds_count", &[]) >= 30.0, "checkouts are timed");
     assert!(sum(&samples, "rwsplit_client_connections_accepted_total", &[]) >= 1.0);
     assert!(sum(&samples, "rwsplit_client_sent_bytes_total", &[]) > 1000.0);
     assert!(sum(&samples, "rwsplit_client_received_bytes_total", &[]) > 500.0);
@@ -103,13 +104,27 @@ async fn metrics_parse_and_follow_the_traffic() {
         s.name == "rwsplit_backend_up" && s.labels.get("role").map(String::as_str) == Some("primary") && s.value == 1.0
     });
     assert!(primary_up, "the primary is up with role primary");
-    let select_digest = samples.iter().find(|s| {
-        s.name == "rwsplit_digest_info" && s.labels.get("text").is_some_and(|t| t == "SELECT id, v FROM t")
-    });
+    let select_digest = samples
+        .iter()
+        .find(|s| s.name == "rwsplit_digest_info" && s.labels.get("text").is_some_and(|t| t == "SELECT id, v FROM t"));
     let digest = select_digest.expect("the SELECT has a digest_info series").labels["digest"].clone();
     assert_eq!(sum(&samples, "rwsplit_digest_queries_total", &[("digest", &digest)]), 20.0);
     assert_eq!(sum(&samples, "rwsplit_digest_rows_total", &[("digest", &digest)]), 200.0);
     assert_eq!(sum(&samples, "rwsplit_client_connections", &[]), 0.0, "the client disconnected");
+}
+
+#[tokio::test]
+async fn slow_statements_are_counted() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.logging.slow_query = Duration::from_millis(20);
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut conn = proxy.connect().await;
+    conn.query_drop("SELECT 1").await.unwrap();
+    conn.query_drop("SELECT SLEEP(0.05)").await.unwrap();
+    let samples = scrape(&proxy).await;
+    assert_eq!(sum(&samples, "rwsplit_slow_queries_total", &[]), 1.0);
+    conn.disconnect().await.unwrap();
 }
 
 #[tokio::test]
@@ -138,7 +153,8 @@ async fn digest_statistics_stay_bounded_end_to_end() {
 /// Every metric name the dashboard queries must be on `/metrics` of a running proxy.
 #[tokio::test]
 async fn dashboard_queries_only_exported_metrics() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/dashboards/rwsplit.json")).unwrap();
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/dashboards/rwsplit.json")).unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard JSON parses");
     let mut exprs = Vec::new();
     collect_exprs(&dashboard, &mut exprs);
@@ -147,8 +163,7 @@ async fn dashboard_queries_only_exported_metrics() {
     for expr in &exprs {
         let mut rest = expr.as_str();
         while let Some(at) = rest.find("rwsplit_") {
-            let name: String =
-                rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             rest = &rest[at + name.len()..];
             wanted.insert(name);
         }

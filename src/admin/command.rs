@@ -94,7 +94,8 @@ fn parse(sql: &str) -> Result<Command, ParseError> {
 
 /// Takes the quoted SQL after `EXPLAIN ROUTE`.
 fn explain(sql: &str) -> Result<Command, ParseError> {
-    const USAGE: ParseError = ParseError::Argument("usage: EXPLAIN ROUTE 'statement' (quotes doubled or escaped inside)");
+    const USAGE: ParseError =
+        ParseError::Argument("usage: EXPLAIN ROUTE 'statement' (quotes doubled or escaped inside)");
     // The two keywords are ASCII, so their byte length is the same in upper and lower case.
     let rest = sql.get(7..).unwrap_or_default().trim_start();
     let rest = rest.get(5..).unwrap_or_default().trim();

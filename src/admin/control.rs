@@ -47,7 +47,9 @@ async fn reweight(shared: &Shared, backend: &str, weight: u32) -> Result<u32, St
             return Ok(before);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!("weight of {backend} set in the running config, but the topology has not followed yet"));
+            return Err(format!(
+                "weight of {backend} set in the running config, but the topology has not followed yet"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -13,10 +13,8 @@ use crate::router::{self, Situation, Target};
 pub fn route(shared: &Shared, sql: &str) -> Answer {
     let topology = shared.topology.load_full();
     let stmt = shared.classifier.classify(sql.as_bytes());
-    let all_reads = stmt.flags.contains(crate::classify::Flags::MULTI) && shared.classifier.is_all_reads(
-        sql.as_bytes(),
-        crate::classify::SqlMode::default(),
-    );
+    let all_reads = stmt.flags.contains(crate::classify::Flags::MULTI)
+        && shared.classifier.is_all_reads(sql.as_bytes(), crate::classify::SqlMode::default());
     let situation = Situation { hold: None, autocommit: true };
     let decision = router::route(&stmt, all_reads, situation, &topology);
     let fallback = shared.config.load().routing.no_replica == NoReplica::Primary;

@@ -129,6 +129,8 @@ async fn reload(ctx: &Context) -> Response<Body> {
     match ctx.reload.request(RELOAD_WAIT).await {
         Ok(Ok(changes)) => json(StatusCode::OK, &serde_json::json!({ "ok": true, "changes": changes })),
         Ok(Err(error)) => json(StatusCode::UNPROCESSABLE_ENTITY, &serde_json::json!({ "ok": false, "error": error })),
-        Err(err) => json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "ok": false, "error": err.to_string() })),
+        Err(err) => {
+            json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({ "ok": false, "error": err.to_string() }))
+        }
     }
 }

@@ -57,7 +57,11 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Shim {
         ok
     }
 
-    async fn on_prepare<'a>(&'a mut self, _query: &'a str, info: StatementMetaWriter<'a, W>) -> Result<(), Self::Error> {
+    async fn on_prepare<'a>(
+        &'a mut self,
+        _query: &'a str,
+        info: StatementMetaWriter<'a, W>,
+    ) -> Result<(), Self::Error> {
         info.error(ErrorKind::ER_NOT_SUPPORTED_YET, b"the admin interface has no prepared statements".as_slice()).await
     }
 
@@ -67,7 +71,9 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Shim {
         _params: ParamParser<'a>,
         results: QueryResultWriter<'a, W>,
     ) -> Result<(), Self::Error> {
-        results.error(ErrorKind::ER_NOT_SUPPORTED_YET, b"the admin interface has no prepared statements".as_slice()).await
+        results
+            .error(ErrorKind::ER_NOT_SUPPORTED_YET, b"the admin interface has no prepared statements".as_slice())
+            .await
     }
 
     async fn on_close<'a>(&'a mut self, _stmt: u32)
@@ -112,9 +118,7 @@ async fn write_answer<W: AsyncWrite + Send + Unpin>(
             }
             rows.finish().await
         }
-        Answer::Done(info) => {
-            results.completed(OkResponse { affected_rows: 0, info, ..OkResponse::default() }).await
-        }
+        Answer::Done(info) => results.completed(OkResponse { affected_rows: 0, info, ..OkResponse::default() }).await,
         Answer::Error(message) => results.error(ErrorKind::ER_UNKNOWN_ERROR, message.as_bytes()).await,
     }
 }

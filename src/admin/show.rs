@@ -150,8 +150,7 @@ pub fn clients(shared: &Shared) -> Table {
 
 /// `SHOW DIGESTS [LIMIT n]`, most frequent first. Latency quantiles are bucket upper bounds.
 pub fn digests(shared: &Shared, limit: usize) -> Table {
-    let mut table =
-        Table::new(&["digest", "count", "errors", "rows", "avg_ms", "p50_ms", "p99_ms", "text"]);
+    let mut table = Table::new(&["digest", "count", "errors", "rows", "avg_ms", "p50_ms", "p99_ms", "text"]);
     let ms = |d: Option<std::time::Duration>| d.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0));
     for d in shared.ops.metrics.digests.top(limit) {
         table.push(vec![

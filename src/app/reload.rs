@@ -2,11 +2,11 @@
 //! to the file, SIGHUP, `POST /reload` and admin `RELOAD`, all through one bounded channel served
 //! by one task ([`serve`]), so reloads never overlap.
 //!
-//! Applying swaps `Shared.config` (every statement loads it), applies the log level, resizes the
-//! digest store, and forgets the pools whose settings changed (changed `[pool]`, changed backend
-//! credentials of a user, a backend whose address or position changed) without retiring their
-//! connections: transactions in flight finish where they are, and new checkouts build pools from
-//! the new config. The monitor, sole writer of the topology, follows the new backend list and
+//! Applying reloads the TLS material (certificates rotate with a reload), swaps `Shared.config`
+//! (every statement loads it), applies the log level, resizes the digest store, and forgets the
+//! pools whose settings changed (changed `[pool]`, changed backend credentials of a user, a backend
+//! whose address or position changed) without retiring their connections: transactions in flight
+//! finish where they are, and new checkouts build pools from the new config. The monitor, sole writer of the topology, follows the new backend list and
 //! weights within a second; the reload waits for that snapshot before it answers.
 //! A rejected file changes nothing; the reason (every problem, with key and line) is logged at
 //! `warn` and counted in `rwsplit_config_reloads_total{result="error"}`.
@@ -41,12 +41,15 @@ pub enum ReloadError {
     /// Keys that need a restart changed.
     #[error("{} cannot change without a restart", .0.join(", "))]
     NotReloadable(Vec<&'static str>),
-    /// Reading the file took too long (a hung network file system).
-    #[error("reading the config file took longer than {0:?}")]
+    /// Reading the config or TLS files took too long (a hung network file system).
+    #[error("reading the config or TLS files took longer than {0:?}")]
     Timeout(Duration),
-    /// The task reading the file failed (a proxy bug).
-    #[error("the config loader failed: {0}")]
+    /// The task reading the files failed (a proxy bug).
+    #[error("the file loader failed: {0}")]
     Loader(#[from] tokio::task::JoinError),
+    /// The TLS material the new `[tls]` names could not be loaded; names the file.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::backend::tls::LoadError),
     /// The new log filter could not be applied.
     #[error("logging.level: {0}")]
     LogLevel(String),
@@ -79,17 +82,24 @@ impl Reloader {
 
     async fn try_reload(&self) -> Result<Vec<String>, ReloadError> {
         let path = self.path.clone().ok_or(ReloadError::NoFile)?;
-        let load = tokio::task::spawn_blocking(move || Config::load(&path));
-        let new = match tokio::time::timeout(READ_TIMEOUT, load).await {
-            Ok(Ok(loaded)) => loaded?,
-            Ok(Err(join)) => return Err(ReloadError::Loader(join)),
-            Err(_) => return Err(ReloadError::Timeout(READ_TIMEOUT)),
-        };
+        let new = blocking(move || Config::load(&path)).await??;
         let old = self.shared.config.load_full();
         let fixed = non_reloadable_changes(&old, &new);
         if !fixed.is_empty() {
             return Err(ReloadError::NotReloadable(fixed));
         }
+        // Certificates are read again on every reload (rotation), all or nothing, before anything
+        // is swapped. A changed `[tls]` that does not load rejects the reload; unchanged settings
+        // whose files do not load keep the running material (as at startup) and the reload goes on.
+        let shared = self.shared.clone();
+        let tls = new.tls.clone();
+        let loaded = blocking(move || shared.tls.reload(&tls)).await?;
+        match loaded {
+            Err(err) if old.tls != new.tls => return Err(err.into()),
+            Err(err) => tracing::warn!(error = %err, "TLS material not reloaded; the running material stays"),
+            Ok(()) => {}
+        }
+        // The log filter was validated with the file.
         if old.logging.level != new.logging.level {
             if let Some(log) = &self.log {
                 log(&new.logging.level).map_err(ReloadError::LogLevel)?;
@@ -98,6 +108,15 @@ impl Reloader {
         let changes = apply(&self.shared, &old, new);
         wait_for_topology(&self.shared).await;
         Ok(changes)
+    }
+}
+
+/// Runs file I/O on a blocking thread, within [`READ_TIMEOUT`].
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ReloadError> {
+    match tokio::time::timeout(READ_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(join)) => Err(ReloadError::Loader(join)),
+        Err(_) => Err(ReloadError::Timeout(READ_TIMEOUT)),
     }
 }
 
@@ -127,9 +146,8 @@ pub(super) fn apply(shared: &Shared, old: &Config, new: Config) -> Vec<String> {
     let moved: BTreeSet<usize> = moved_backends(&old.backends, &new.backends);
     shared.config.store(Arc::new(new));
     // After the swap, so that the next checkout builds each pool from the new config.
-    let forgotten = shared
-        .pools
-        .forget(|key| forget_all || users.contains(&key.user) || moved.contains(&key.backend.0));
+    let forgotten =
+        shared.pools.forget(|key| forget_all || users.contains(&key.user) || moved.contains(&key.backend.0));
     if forgotten > 0 {
         tracing::info!(pools = forgotten, "pools rebuilt; their connections close once returned");
     }
@@ -163,9 +181,8 @@ fn changed_users(old: &Config, new: &Config) -> BTreeSet<String> {
     old.users
         .iter()
         .filter(|u| {
-            new.user(u.name.as_str()).is_none_or(|n| {
-                n.backend_user() != u.backend_user() || n.backend_password() != u.backend_password()
-            })
+            new.user(u.name.as_str())
+                .is_none_or(|n| n.backend_user() != u.backend_user() || n.backend_password() != u.backend_password())
         })
         .map(|u| u.name.as_str().to_owned())
         .collect()
@@ -216,6 +233,7 @@ fn describe(old: &Config, new: &Config) -> Vec<String> {
         ("[monitor]", old.monitor != new.monitor),
         ("[routing]", old.routing != new.routing),
         ("logging.slow_query", old.logging.slow_query != new.logging.slow_query),
+        ("[tls]", old.tls != new.tls),
         ("[stats]", old.stats != new.stats),
         ("[shutdown]", old.shutdown != new.shutdown),
     ];
@@ -247,7 +265,14 @@ mod tests {
         new.backends.push(BackendConfig { name: config::BackendId::new("c"), ..new.backends[1].clone() });
         new.logging.level = "debug".into();
         let lines = describe(&old, &new);
-        assert_eq!(lines, ["backend b weight 1 -> 3", "backend c added (127.0.0.1:3307, weight 3)", "logging.level \"info\" -> \"debug\""]);
+        assert_eq!(
+            lines,
+            [
+                "backend b weight 1 -> 3",
+                "backend c added (127.0.0.1:3307, weight 3)",
+                "logging.level \"info\" -> \"debug\""
+            ]
+        );
         assert!(moved_backends(&old.backends, &new.backends).is_empty(), "appending moves nothing");
         new.backends.remove(0);
         assert_eq!(moved_backends(&old.backends, &new.backends), BTreeSet::from([0, 1]));

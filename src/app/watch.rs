@@ -84,10 +84,11 @@ pub(super) enum Signal {
     Stop,
 }
 
-/// The process's signal streams.
+/// The process's signal streams (SIGTERM, SIGINT, SIGHUP), kept for the whole run so that no
+/// signal is lost between two waits.
 pub(super) struct Signals {
     #[cfg(unix)]
-    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    streams: Option<[tokio::signal::unix::Signal; 3]>,
 }
 
 impl Signals {
@@ -96,9 +97,11 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
-            let streams = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
-                (Ok(term), Ok(hup)) => Some((term, hup)),
-                (Err(err), _) | (_, Err(err)) => {
+            let kinds =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()));
+            let streams = match kinds {
+                (Ok(term), Ok(int), Ok(hup)) => Some([term, int, hup]),
+                (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
                     tracing::warn!(error = %err, "cannot watch SIGTERM/SIGHUP; only Ctrl-C stops the proxy");
                     None
                 }
@@ -112,11 +115,11 @@ impl Signals {
     /// The next signal.
     pub async fn next(&mut self) -> Signal {
         #[cfg(unix)]
-        if let Some((term, hup)) = &mut self.streams {
+        if let Some([term, int, hup]) = &mut self.streams {
             return tokio::select! {
                 _ = term.recv() => Signal::Stop,
+                _ = int.recv() => Signal::Stop,
                 _ = hup.recv() => Signal::Reload,
-                _ = tokio::signal::ctrl_c() => Signal::Stop,
             };
         }
         let _ = tokio::signal::ctrl_c().await;

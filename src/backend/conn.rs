@@ -5,11 +5,11 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::net::TcpStream;
 
+use super::login;
 use super::state::State;
 use super::stmt::StmtCache;
-use super::Error;
-use super::login;
 use super::tls::{BackendStream, Connector};
+use super::Error;
 use crate::protocol::handshake::Greeting;
 use crate::protocol::okerr::{self, ERR_HEADER, OK_HEADER};
 use crate::protocol::packet::{flush, put_packet, Frame, FrameReader};
@@ -305,9 +305,18 @@ impl Conn {
 
 impl Conn {
     /// True when the server closed this idle connection (or sent something unasked, which leaves
-    /// it unusable too). A non-blocking look at the socket: no round trip, and usually no system
-    /// call, since tokio knows the socket has not become readable.
+    /// it unusable too). No round trip. A plain socket is peeked with one non-blocking `recv`
+    /// (`MSG_PEEK`, about a microsecond) rather than asking tokio, whose readiness can trail the
+    /// kernel by milliseconds under load: right after a primary dies, a statement must not be sent
+    /// on a connection the kernel already knows is closed.
     pub fn is_closed_by_peer(&mut self) -> bool {
+        if let Stream::Plain(tcp) = &self.stream {
+            let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            return match socket2::SockRef::from(tcp).peek(&mut byte) {
+                Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+                Ok(_) => true,
+            };
+        }
         self.stream.is_closed_by_peer()
     }
 }

@@ -262,7 +262,12 @@ impl Pools {
                         return Err(Error::CheckoutTimeout { backend: name.to_owned(), waited: timeout })
                     }
                 },
-                Ok(err) = failures.recv() => return Err(err),
+                failure = failures.recv() => return Err(match failure {
+                    Ok(err) => err,
+                    // Several attempts failed while this checkout waited (a failover storm); a
+                    // lagging receiver must still give up rather than wait out its timeout.
+                    Err(_) => Error::ConnectFailed(format!("backend {name}: new connections are failing")),
+                }),
             };
             if conn.is_closed_by_peer() || conn.generation != pool.generation.load(Ordering::Relaxed) {
                 // The server went away while it sat idle (restart, failover, wait_timeout), or the
@@ -282,15 +287,6 @@ impl Pools {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.generations.entry(backend).or_default().fetch_add(1, Ordering::Relaxed);
         map.pools.retain(|key, _| key.backend != backend);
-    }
-
-    /// [`Self::drain`] for every backend (a reload that changed the backend list).
-    pub fn drain_all(&self) {
-        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for generation in map.generations.values() {
-            generation.fetch_add(1, Ordering::Relaxed);
-        }
-        map.pools.clear();
     }
 
     /// Forgets the pools `pred` selects without retiring their connections (a reload that changed

@@ -179,8 +179,9 @@ impl Connector {
         let Some(config) = &self.config else {
             return Err(io::Error::other("backend TLS is disabled"));
         };
-        let name = ServerName::try_from(host.to_owned())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?} is not a valid TLS server name")))?;
+        let name = ServerName::try_from(host.to_owned()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?} is not a valid TLS server name"))
+        })?;
         tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await
     }
 }

@@ -173,13 +173,14 @@ impl Default for MonitorConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Replicas lagging more than this get no reads. Default `"10s"`. Reloadable.
+    /// Replicas lagging more than this leave read rotation (they return at or below half of it).
+    /// Default `"10s"`. Reloadable.
     #[serde(with = "humantime_serde")]
     pub max_replication_lag: Duration,
-    /// Read consistency. Default `"eventual"`. Reloadable (new sessions).
+    /// Read consistency. Default `"eventual"`. Reloadable (from the next statement).
     pub consistency: Consistency,
-    /// How long writes wait for a primary while none is known (failover) before failing.
-    /// Default `"5s"`. Reloadable.
+    /// How long a statement bound for the primary waits while none is known, or the known one
+    /// refuses connections (failover), before failing. Default `"5s"`. Reloadable.
     #[serde(with = "humantime_serde")]
     pub failover_hold: Duration,
     /// What a read does when no replica is usable. Default `"primary"`. Reloadable.

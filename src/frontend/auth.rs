@@ -21,8 +21,6 @@ use crate::protocol::okerr::STATUS_AUTOCOMMIT;
 use crate::protocol::packet::put_packet;
 use crate::protocol::CapabilityFlags;
 
-pub(super) use super::verify::native_stored as stored_hash;
-
 /// Version string used until the primary has been reached once.
 const FALLBACK_VERSION: &[u8] = b"5.5.5-10.11.0-rwsplit";
 

@@ -2,17 +2,13 @@
 //! connection. The proxy re-authenticates against its own user list (always through an auth
 //! switch with a fresh scramble, so no earlier challenge is reused), then starts a clean session.
 
-use bytes::BytesMut;
-
-use super::auth::stored_hash;
 use super::query::Outcome;
 use super::session::Session;
+use super::verify::{authenticate, Attempt, Verdict};
 use super::ClientError;
 use crate::backend::State;
 use crate::config::Config;
-use crate::protocol::auth::{new_scramble, verify_native, NATIVE_PASSWORD};
-use crate::protocol::handshake::AuthSwitch;
-use crate::protocol::packet::put_packet;
+use crate::protocol::auth::new_scramble;
 use crate::protocol::wire::Reader;
 use crate::protocol::CapabilityFlags;
 
@@ -44,28 +40,28 @@ impl Session {
             return Outcome::Close;
         };
         let scramble = new_scramble();
-        let mut switch = BytesMut::new();
-        AuthSwitch { plugin: NATIVE_PASSWORD.as_bytes().to_vec(), data: scramble.to_vec() }.encode(&mut switch);
-        put_packet(&mut self.io.out, seq.wrapping_add(1), &switch);
-        let timeout = config.server.handshake_timeout;
-        if self.io.flush(timeout).await.is_err() {
-            return Outcome::Close;
-        }
-        let Ok((answer_seq, answer)) = self.io.read_packet(timeout, 64 * 1024).await else {
-            return Outcome::Close;
-        };
         let live = self.shared.config.load_full();
         let user = live.users.iter().find(|u| u.name.as_str().as_bytes() == request.user.as_slice());
-        let verified = match user.and_then(stored_hash) {
-            Some(hash) => verify_native(&scramble, &answer, hash.as_ref()),
-            None => false,
+        let acceptor = self.shared.tls.acceptor();
+        let attempt = Attempt {
+            user,
+            scramble: &scramble,
+            first: None,
+            seq,
+            acceptor: &acceptor,
+            timeout: config.server.handshake_timeout,
         };
-        let Some(user) = user.filter(|_| verified) else {
-            let peer = self.peer.ip().to_string();
-            let err = ClientError::access_denied(&request.user, &peer, !answer.is_empty());
-            let _ = self.fail_with(err, answer_seq, config).await;
-            return Outcome::Close;
+        let answer_seq = match authenticate(&mut self.io, &self.shared, attempt).await {
+            Verdict::Accepted { last_seq } => last_seq,
+            Verdict::Denied { last_seq, using_password } => {
+                let peer = self.peer.ip().to_string();
+                let err = ClientError::access_denied(&request.user, &peer, using_password);
+                let _ = self.fail_with(err, last_seq, config).await;
+                return Outcome::Close;
+            }
+            Verdict::Closed => return Outcome::Close,
         };
+        let Some(user) = user else { return Outcome::Close };
         // A clean session as the new user; held state belonged to the old one.
         let old_user = self.login.user.name.as_str().to_owned();
         if !self.shared.admit_user(user.name.as_str(), user.max_connections) {

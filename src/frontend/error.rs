@@ -163,26 +163,27 @@ impl ClientError {
 
 /// Errors of a primary failover (`frontend/failover.rs`).
 impl ClientError {
-    /// The session's open transaction lived on a primary that is no longer the primary: it is
-    /// gone. `ER_LOCK_DEADLOCK` (1213, SQLSTATE 40001), the code drivers and ORMs already treat as
+    /// The session's open transaction lived on a backend that stopped being the primary or went
+    /// down: it is gone. `ER_LOCK_DEADLOCK` (1213, SQLSTATE 40001), the code drivers and ORMs already treat as
     /// "the transaction was rolled back, run it again"; the session continues.
     pub fn transaction_lost_in_failover() -> Self {
         Self::new(
             1213,
             b"40001",
-            "rwsplit: the primary changed (failover); the open transaction was rolled back, run it again",
+            "rwsplit: failover: the backend of the open transaction stopped being primary or went down; the \
+             transaction was rolled back, run it again",
         )
     }
 
     /// The session's pinned state (temporary tables, user variables, locks, server-side
-    /// `PREPARE`) lived on a primary that is no longer the primary. 2013-style; the session
+    /// `PREPARE`) lived on a backend that stopped being the primary or went down. 2013-style; the session
     /// continues without that state.
     pub fn state_lost_in_failover() -> Self {
         Self::new(
             2013,
             b"HY000",
-            "rwsplit: the primary changed (failover); session state kept on the old primary (temporary tables, \
-             user variables, locks, prepared SQL) is gone",
+            "rwsplit: failover: the backend holding this session's state stopped being primary or went down; \
+             its temporary tables, user variables, locks and prepared SQL are gone",
         )
     }
 

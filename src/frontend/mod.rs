@@ -21,7 +21,7 @@ mod verify;
 
 pub use clients::{ClientRow, Clients};
 pub use error::ClientError;
-pub use observe::{backend_rows, refresh_metrics, Drain, Ops, Phase};
+pub use observe::{refresh_metrics, Drain, Ops, Phase};
 pub use pins::{Pins, REASONS as PIN_REASONS};
 
 use std::collections::HashMap;

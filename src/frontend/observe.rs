@@ -17,14 +17,14 @@ use super::clients::{Clients, Entry, Seen};
 use super::query::{Exec, Work};
 use super::session::Session;
 use super::{Shared, PIN_REASONS};
-use crate::backend::{BackendIndex, Topology};
+use crate::backend::{self, BackendIndex, Lease, Pool, Pools, Topology};
 use crate::classify::Classified;
 use crate::config::Config;
 use crate::protocol::command;
 use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::protocol::response;
 use crate::router::Target;
-use crate::stats::{sync_counter, BackendRow, Metrics, QueryResult, Reject, RouteLabel};
+use crate::stats::{sync_counter, BackendRow, Checkout, Metrics, QueryResult, Reject, RouteLabel};
 
 /// Longest SQL prefix normalized for a new digest's text.
 const NORMALIZE_LIMIT: usize = 4096;
@@ -143,6 +143,26 @@ pub(super) fn between_commands(session: &mut Session) {
     clients.received_bytes.inc_by(std::mem::take(&mut session.io.received));
 }
 
+/// Checks a connection out of `pool` (backend `index`, named `name`), recording the wait and
+/// whether it timed out or failed to connect.
+pub(super) async fn checkout(
+    shared: &Shared,
+    pool: &Pool,
+    index: BackendIndex,
+    name: &str,
+    timeout: Duration,
+) -> Result<Lease, backend::Error> {
+    let started = Instant::now();
+    let result = Pools::checkout(pool, index, name, timeout).await;
+    let outcome = match &result {
+        Ok(_) => Checkout::Ok,
+        Err(backend::Error::CheckoutTimeout { .. }) => Checkout::Timeout,
+        Err(_) => Checkout::Error,
+    };
+    shared.ops.metrics.backends.checkout(index.0, name, started.elapsed(), outcome);
+    result
+}
+
 /// One statement being recorded. [`Statement::done`] records a complete response; dropped
 /// without it, the statement counts as failed.
 pub(super) struct Statement<'a> {
@@ -206,7 +226,8 @@ impl<'a> Statement<'a> {
             let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
             tracing::warn!(digest = %digest, duration_ms, backend, result = result.label(), "slow query");
             if tracing::enabled!(tracing::Level::DEBUG) {
-                let mut text = String::from_utf8_lossy(sql.unwrap_or_default()).into_owned();
+                let raw = sql.unwrap_or_default();
+                let mut text = String::from_utf8_lossy(raw.get(..LOG_SQL_LIMIT + 4).unwrap_or(raw)).into_owned();
                 crate::stats::truncate_text(&mut text, LOG_SQL_LIMIT);
                 tracing::debug!(digest = %digest, sql = %text, "slow query text");
             }
@@ -251,7 +272,7 @@ pub fn refresh_metrics(shared: &Shared) {
 }
 
 /// One row per backend of the current topology, with its pools' counts.
-pub fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
+fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
     let topology = shared.topology.load_full();
     topology
         .nodes

@@ -8,7 +8,7 @@ use super::observe;
 use super::pins::Pins;
 use super::session::{ClientIo, Session, FLUSH_AT};
 use super::ClientError;
-use crate::backend::{self, BackendIndex, Lease, PoolKey, Pools, Topology};
+use crate::backend::{self, BackendIndex, Lease, PoolKey, Topology};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
 use crate::config::Config;
 use crate::protocol::handshake::semantic_capabilities;
@@ -279,7 +279,7 @@ impl Session {
             with_schema,
         };
         let pool = self.shared.pools.pool(&key, node, &self.login.user, &config.pool);
-        match Pools::checkout(&pool, index, node.name(), config.pool.checkout_timeout).await {
+        match observe::checkout(&self.shared, &pool, index, node.name(), config.pool.checkout_timeout).await {
             Ok(lease) => Ok(lease),
             Err(err) => {
                 tracing::warn!(backend = node.name(), error = %err, "backend checkout failed");

@@ -39,7 +39,13 @@ pub struct ClientIo {
 
 impl ClientIo {
     fn new(stream: TcpStream) -> Self {
-        Self { stream: crate::protocol::stream::Stream::Plain(stream), reader: FrameReader::new(), out: BytesMut::with_capacity(FLUSH_AT * 2), sent: 0, received: 0 }
+        Self {
+            stream: crate::protocol::stream::Stream::Plain(stream),
+            reader: FrameReader::new(),
+            out: BytesMut::with_capacity(FLUSH_AT * 2),
+            sent: 0,
+            received: 0,
+        }
     }
 
     /// Writes everything pending within `timeout`.

@@ -208,7 +208,8 @@ impl ClientIo {
             return Err(WireError::malformed("SSL request (TLS already started)"));
         };
         let io = Prefixed { prefix: self.reader.take_buffered(), tcp };
-        let tls = tokio::time::timeout(timeout, acceptor.accept(io)).await.map_err(|_| WireError::Timeout(timeout))??;
+        let tls =
+            tokio::time::timeout(timeout, acceptor.accept(io)).await.map_err(|_| WireError::Timeout(timeout))??;
         self.stream = Stream::Tls(Box::new(tls));
         Ok(())
     }

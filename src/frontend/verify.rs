@@ -21,8 +21,7 @@ use crate::protocol::auth::{native_hash, parse_native_hash, verify_native, Nativ
 use crate::protocol::handshake::AuthSwitch;
 use crate::protocol::packet::put_packet;
 use crate::protocol::sha2::{
-    same_password, sha2_digest, verify_sha2, Secret, Sha2Digest, FAST_AUTH_OK, FULL_AUTH, MORE_DATA,
-    REQUEST_PUBLIC_KEY,
+    same_password, sha2_digest, verify_sha2, Secret, Sha2Digest, FAST_AUTH_OK, FULL_AUTH, MORE_DATA, REQUEST_PUBLIC_KEY,
 };
 
 /// Largest authentication packet accepted from a client (an RSA ciphertext is 512 bytes at most

@@ -11,25 +11,16 @@ use tokio::task::JoinSet;
 
 use super::election::{elect, Candidate};
 use super::health::{combined_lag, lagging, History, Observation, Thresholds, Tracker};
-use super::probe::Prober;
+use super::probe::{probe_loop, Cadence};
 use super::{Error, Host, RECHECK};
 use crate::backend::{BackendIndex, GtidPosition, Health, Node, Role, Topology};
-use crate::config::{BackendConfig, Config, Consistency};
+use crate::config::{BackendConfig, Config};
 
 /// How long a frontend report of a failed primary keeps the probes fast.
 const NUDGE_WINDOW: Duration = Duration::from_secs(2);
 
 /// How often the coordinator looks for a changed configuration.
 const CONFIG_CHECK: Duration = Duration::from_secs(1);
-
-/// What the probers are told about their cadence.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Cadence {
-    /// Probe every [`RECHECK`] instead of every `monitor.interval`.
-    pub fast: bool,
-    /// Bumped to ask for a probe right now.
-    pub probe_now: u64,
-}
 
 /// One prober's finding.
 #[derive(Debug)]
@@ -223,7 +214,7 @@ impl Coordinator {
         let name = |index: Option<BackendIndex>| {
             index.and_then(|i| self.topology.node(i)).map_or_else(|| "none".to_owned(), |n| n.name().to_owned())
         };
-        tracing::info!(old = %name(self.topology.primary), new = %name(primary), "primary changed");
+        tracing::warn!(old = %name(self.topology.primary), new = %name(primary), "primary changed");
         if let Some(old) = self.topology.primary {
             self.host.pools().drain(old);
         }
@@ -266,10 +257,15 @@ impl Coordinator {
         }
     }
 
-    /// A frontend saw the primary fail: probe everything now and keep probing fast for a while.
+    /// A frontend saw the primary fail: probe everything now (at most once per [`RECHECK`], however
+    /// many sessions report it) and keep probing fast for a while.
     pub(super) fn nudge(&mut self) {
-        self.fast_until = Some(Instant::now() + NUDGE_WINDOW);
-        self.cadence.send_modify(|c| c.probe_now = c.probe_now.wrapping_add(1));
+        let now = Instant::now();
+        let recent = self.fast_until.is_some_and(|until| until > now + NUDGE_WINDOW - RECHECK);
+        self.fast_until = Some(now + NUDGE_WINDOW);
+        if !recent {
+            self.cadence.send_modify(|c| c.probe_now = c.probe_now.wrapping_add(1));
+        }
     }
 
     fn update_cadence(&mut self) {
@@ -279,33 +275,54 @@ impl Coordinator {
         self.cadence.send_if_modified(|c| std::mem::replace(&mut c.fast, uncertain) != uncertain);
     }
 
-    /// Follows the running configuration: new settings are read by every probe anyway; a changed
-    /// backend list restarts the probers on a fresh topology and drains every pool (indexes may
-    /// have moved); changed weights or hints are copied into the snapshot.
-    fn follow_config(&mut self, tx: &mpsc::Sender<Report>) {
+    /// Follows the running configuration: new settings are read by every probe anyway; changed
+    /// weights or hints are copied into the snapshot; a changed backend list restarts the probers
+    /// on a new topology that keeps what is known about backends still listed (same name, host
+    /// and port), the elected primary included. Pools are left to the reload, which forgets those
+    /// of moved backends without cutting transactions short.
+    pub(super) fn follow_config(&mut self, tx: &mpsc::Sender<Report>) {
         let config = self.host.config();
         if Arc::ptr_eq(&config, &self.config) {
             return;
         }
+        self.config = config.clone();
         let key = |b: &BackendConfig| (b.name.clone(), b.host.clone(), b.port);
         let same_list = config.backends.len() == self.topology.nodes.len()
             && config.backends.iter().zip(&self.topology.nodes).all(|(b, n)| key(b) == key(&n.config));
-        self.config = config.clone();
         if same_list {
             let mut next = self.topology.clone();
             for (node, backend) in next.nodes.iter_mut().zip(&config.backends) {
                 node.config = backend.clone();
             }
-            self.host.topology().publish(next.clone());
-            self.topology = next;
+            self.publish_if_changed(next);
             return;
         }
         tracing::info!(backends = config.backends.len(), "backend list changed; restarting the monitor's probes");
+        let old_index =
+            |backend: &BackendConfig| self.topology.nodes.iter().position(|n| key(&n.config) == key(backend));
         let mut next = Topology::from_config(&config);
-        next.epoch = self.topology.epoch + 1;
-        self.host.pools().drain_all();
-        self.trackers = vec![Tracker::default(); next.nodes.len()];
-        self.history.clear();
+        let mut trackers = vec![Tracker::default(); next.nodes.len()];
+        for (node, tracker) in next.nodes.iter_mut().zip(&mut trackers) {
+            if let Some(i) = old_index(&node.config) {
+                let old = &self.topology.nodes[i];
+                node.role = if old.role == Role::Primary { Role::Replica } else { old.role };
+                node.health = old.health;
+                node.replication = old.replication.clone();
+                node.lag = old.lag;
+                node.lagging = old.lagging;
+                node.gtid = old.gtid.clone();
+                *tracker = self.trackers[i].clone();
+            }
+        }
+        let old_primary = self.topology.primary.and_then(|p| self.topology.node(p)).map(|n| key(&n.config));
+        next.primary = next.nodes.iter().find(|n| Some(key(&n.config)) == old_primary).map(|n| n.index);
+        if let Some(primary) = next.primary {
+            next.nodes[primary.0].role = Role::Primary;
+        } else {
+            self.history.clear();
+        }
+        next.epoch = self.topology.epoch + u64::from(next.primary.is_none() && old_primary.is_some());
+        self.trackers = trackers;
         self.last_primary = next.primary;
         self.host.topology().publish(next.clone());
         self.topology = next;
@@ -321,63 +338,4 @@ fn same_node(a: &Node, b: &Node) -> bool {
         && a.lagging == b.lagging
         && a.gtid == b.gtid
         && a.config == b.config
-}
-
-/// One backend's prober: full probes on the cadence, GTID-only polls in between when session
-/// consistency needs fresh positions.
-async fn probe_loop(
-    index: BackendIndex,
-    generation: u64,
-    backend: BackendConfig,
-    host: Arc<dyn Host>,
-    tx: mpsc::Sender<Report>,
-    mut cadence: watch::Receiver<Cadence>,
-) {
-    let mut prober = Prober::new(backend.host.clone(), backend.port);
-    let mut next_full = Instant::now();
-    let mut next_gtid: Option<Instant> = None;
-    loop {
-        let config = host.config();
-        let settings = &config.monitor;
-        let seen = *cadence.borrow_and_update();
-        let now = Instant::now();
-        let gtid_every =
-            (config.routing.consistency == Consistency::Session && RECHECK < settings.interval).then_some(RECHECK);
-        if now >= next_full {
-            let result = prober.full(settings).await;
-            let failing = result.is_err();
-            if tx.send(Report { generation, index, at: now, kind: Kind::Full(result) }).await.is_err() {
-                return;
-            }
-            let fast = seen.fast || failing;
-            next_full = now + if fast { settings.interval.min(RECHECK) } else { settings.interval };
-            next_gtid = gtid_every.map(|every| now + every);
-        } else if next_gtid.is_some_and(|at| now >= at) {
-            match prober.gtid(settings).await {
-                Ok(Some(position)) => {
-                    if tx.send(Report { generation, index, at: now, kind: Kind::Gtid(position) }).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => {}
-                Err(_) => next_full = now,
-            }
-            next_gtid = gtid_every.map(|every| now + every);
-        }
-        let wake = next_gtid.map_or(next_full, |at| at.min(next_full));
-        tokio::select! {
-            () = tokio::time::sleep_until(wake.into()) => {}
-            changed = cadence.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                let now_cadence = *cadence.borrow();
-                if now_cadence.probe_now != seen.probe_now {
-                    next_full = Instant::now();
-                } else if now_cadence.fast && !seen.fast {
-                    next_full = next_full.min(Instant::now() + RECHECK);
-                }
-            }
-        }
-    }
 }

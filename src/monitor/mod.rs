@@ -2,13 +2,13 @@
 //! and which replicas are too far behind, and publishes each change as a new topology snapshot.
 //!
 //! Tasks (started by `app` through [`spawn`], stopped by its shutdown signal):
-//! * one **prober** per backend ([`probe`]): a full probe every `monitor.interval` (reachability,
+//! * one **prober** per backend (`probe.rs`): a full probe every `monitor.interval` (reachability,
 //!   `@@read_only`/`@@innodb_read_only`, replica status, GTID position), each under
 //!   `monitor.timeout`, on one long-lived connection that is reopened after a failure. Faster
 //!   cadence ([`RECHECK`]) while something is uncertain: no primary known, a backend whose last
 //!   probe failed, or the frontend reporting a failed primary connection. With
 //!   `routing.consistency = "session"` the GTID position alone is also polled every [`RECHECK`].
-//! * one **coordinator** ([`coordinator`]): the only writer of the topology. It applies the
+//! * one **coordinator** (`coordinator.rs`): the only writer of the topology. It applies the
 //!   thresholds ([`health`]), elects the primary ([`election`]), estimates lag from the primary's
 //!   GTID history, drains the pools of a backend that stopped being primary or went down, and
 //!   follows backend changes in the running configuration.

@@ -6,16 +6,21 @@
 //! 10.11 returns a wrong `@@read_only` when it shares a statement with a table read), the replica
 //! status (`SHOW SLAVE STATUS` on MariaDB and MySQL before 8.0.22, `SHOW REPLICA STATUS` after)
 //! and the executed GTIDs (`@@gtid_current_pos` on MariaDB, `@@gtid_executed` on MySQL).
+//!
+//! [`probe_loop`] is the task that drives one prober on the coordinator's [`Cadence`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row, Value};
+use tokio::sync::{mpsc, watch};
 
+use super::coordinator::{Kind, Report};
 use super::health::Observation;
-use super::Error;
-use crate::backend::{GtidPosition, Replication};
-use crate::config::MonitorConfig;
+use super::{Error, Host, RECHECK};
+use crate::backend::{BackendIndex, GtidPosition, Replication};
+use crate::config::{BackendConfig, Consistency, MonitorConfig};
 
 /// Server family, decided once per connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,5 +174,73 @@ fn number(value: Option<&Value>) -> Option<u64> {
         Value::Int(n) => u64::try_from(*n).ok(),
         Value::UInt(n) => Some(*n),
         _ => None,
+    }
+}
+
+/// What the probers are told about their cadence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Cadence {
+    /// Probe every [`RECHECK`] instead of every `monitor.interval`.
+    pub fast: bool,
+    /// Bumped to ask for a probe right now.
+    pub probe_now: u64,
+}
+
+/// One backend's prober: full probes on the cadence, GTID-only polls in between when session
+/// consistency needs fresh positions.
+pub(super) async fn probe_loop(
+    index: BackendIndex,
+    generation: u64,
+    backend: BackendConfig,
+    host: Arc<dyn Host>,
+    tx: mpsc::Sender<Report>,
+    mut cadence: watch::Receiver<Cadence>,
+) {
+    let mut prober = Prober::new(backend.host.clone(), backend.port);
+    let mut next_full = Instant::now();
+    let mut next_gtid: Option<Instant> = None;
+    loop {
+        let config = host.config();
+        let settings = &config.monitor;
+        let seen = *cadence.borrow_and_update();
+        let now = Instant::now();
+        let gtid_every =
+            (config.routing.consistency == Consistency::Session && RECHECK < settings.interval).then_some(RECHECK);
+        if now >= next_full {
+            let result = prober.full(settings).await;
+            let failing = result.is_err();
+            if tx.send(Report { generation, index, at: now, kind: Kind::Full(result) }).await.is_err() {
+                return;
+            }
+            let fast = seen.fast || failing;
+            next_full = now + if fast { settings.interval.min(RECHECK) } else { settings.interval };
+            next_gtid = gtid_every.map(|every| now + every);
+        } else if next_gtid.is_some_and(|at| now >= at) {
+            match prober.gtid(settings).await {
+                Ok(Some(position)) => {
+                    if tx.send(Report { generation, index, at: now, kind: Kind::Gtid(position) }).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(_) => next_full = now,
+            }
+            next_gtid = gtid_every.map(|every| now + every);
+        }
+        let wake = next_gtid.map_or(next_full, |at| at.min(next_full));
+        tokio::select! {
+            () = tokio::time::sleep_until(wake.into()) => {}
+            changed = cadence.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now_cadence = *cadence.borrow();
+                if now_cadence.probe_now != seen.probe_now {
+                    next_full = Instant::now();
+                } else if now_cadence.fast && !seen.fast {
+                    next_full = next_full.min(Instant::now() + RECHECK);
+                }
+            }
+        }
     }
 }

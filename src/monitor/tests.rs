@@ -136,14 +136,14 @@ fn elections_follow_the_single_reachable_writer_and_never_guess() {
 }
 
 struct FakeHost {
-    config: Arc<Config>,
+    config: arc_swap::ArcSwap<Config>,
     topology: TopologyCell,
     pools: Pools,
 }
 
 impl Host for FakeHost {
     fn config(&self) -> Arc<Config> {
-        self.config.clone()
+        self.config.load_full()
     }
     fn topology(&self) -> &TopologyCell {
         &self.topology
@@ -168,7 +168,7 @@ fn host(max_lag: Duration) -> Arc<FakeHost> {
     config.monitor.success_threshold = 1;
     config.routing.max_replication_lag = max_lag;
     let topology = TopologyCell::new(Topology::from_config(&config));
-    Arc::new(FakeHost { config: Arc::new(config), topology, pools: Pools::default() })
+    Arc::new(FakeHost { config: arc_swap::ArcSwap::from_pointee(config), topology, pools: Pools::default() })
 }
 
 fn full(i: usize, at: Instant, result: Result<Observation, Error>) -> Report {
@@ -250,4 +250,26 @@ fn replicas_behind_the_primary_leave_rotation_and_return_with_hysteresis() {
     assert!(t.nodes[1].lagging, "1.3 s is above max/2: still out");
     co.apply(full(1, at(2900), node(false, "0-1-7", true)));
     assert!(!h.topology.load().nodes[1].lagging, "caught up");
+}
+
+#[tokio::test]
+async fn a_reload_that_removes_a_backend_keeps_the_elected_primary_and_what_is_known() {
+    let h = host(Duration::from_secs(10));
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    // The monitor found n1 to be the primary, against the configuration's hint (n0).
+    co.apply(full(0, t0, node(false, "0-1-5", true)));
+    co.apply(full(1, t0, node(true, "0-1-5", false)));
+    co.apply(full(2, t0, node(false, "0-1-5", true)));
+    assert_eq!(h.topology.load().primary, Some(BackendIndex(1)));
+    let mut config = (*h.config.load_full()).clone();
+    config.backends.remove(0);
+    h.config.store(Arc::new(config));
+    let (tx, _rx) = tokio::sync::mpsc::channel(16);
+    co.follow_config(&tx);
+    let t = h.topology.load_full();
+    assert_eq!(t.nodes.len(), 2);
+    assert_eq!(t.primary, Some(BackendIndex(0)), "n1 is still the primary, now at index 0");
+    assert_eq!((t.nodes[0].role, t.nodes[1].role), (Role::Primary, Role::Replica));
+    assert!(t.nodes[1].gtid.is_some(), "n2 keeps its measurements");
 }

@@ -161,9 +161,8 @@ impl RsaKey {
         if bits < 2048 {
             return Err(RsaError::TooSmall(bits));
         }
-        let public_pem = RsaPublicKey::from(&private)
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|_| RsaError::BadKey("public"))?;
+        let public_pem =
+            RsaPublicKey::from(&private).to_public_key_pem(LineEnding::LF).map_err(|_| RsaError::BadKey("public"))?;
         Ok(Self { private, public_pem })
     }
 

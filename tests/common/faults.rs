@@ -61,18 +61,17 @@ pub fn node(label: &str) -> (u32, u16) {
     (pid, port)
 }
 
-/// `kill -9 pid`, then waits until the process is gone (or a zombie); returns when it was.
-pub async fn kill9(pid: u32) -> Instant {
+/// `kill -9 pid` of the node listening on `port`, then waits until the kernel has closed its
+/// sockets (connections to `port` are refused: a multi-threaded server can show as a zombie
+/// before its last thread closed them); returns that moment.
+pub async fn kill9(pid: u32, port: u16) -> Instant {
     let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     assert!(status.success(), "kill -9 {pid} failed");
     let gone = eventually(Duration::from_secs(10), || async move {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => true,
-            Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
-        }
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err()
     })
     .await;
-    assert!(gone, "pid {pid} still alive 10 s after kill -9");
+    assert!(gone, "pid {pid} still accepts connections on {port} 10 s after kill -9");
     Instant::now()
 }
 
@@ -110,4 +109,18 @@ pub async fn on_node(port: u16, sql: &str) {
     let mut conn = direct(port).await;
     conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql} on {port}: {e}"));
     conn.disconnect().await.unwrap();
+}
+
+/// Runs `sql` as root over the unix socket of the node with `env` label `label` (`PRIMARY`,
+/// `REPLICA1`, ...): for what `app` may not do, such as `SET GLOBAL read_only`.
+pub fn root_sql(label: &str, sql: &str) {
+    let env = cluster_env();
+    let key = format!("RWSPLIT_{label}_SOCKET");
+    let socket = env.get(&key).unwrap_or_else(|| panic!("no {key} in `scripts/cluster.sh env`"));
+    let out = Command::new("mariadb")
+        .args(["--no-defaults", "-uroot", "-N", "-e", sql])
+        .arg(format!("--socket={socket}"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the mariadb client: {e}"));
+    assert!(out.status.success(), "{sql} on {label}: {}", String::from_utf8_lossy(&out.stderr));
 }

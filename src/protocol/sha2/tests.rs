@@ -59,7 +59,8 @@ fn our_client_side_encryption_round_trips() {
     assert_eq!(ciphertext.len(), 256);
     assert_eq!(key.decrypt_password(&ciphertext, NONCE).unwrap().expose(), b"app");
     // Servers may send PKCS#1 public keys, and some pad the PEM with a NUL.
-    let pkcs1 = rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_pem(&RsaPublicKey::from(&key.private), LineEnding::LF).unwrap();
+    let pkcs1 =
+        rsa::pkcs1::EncodeRsaPublicKey::to_pkcs1_pem(&RsaPublicKey::from(&key.private), LineEnding::LF).unwrap();
     let ciphertext = encrypt_password(pkcs1.as_bytes(), b"app", NONCE).unwrap();
     assert_eq!(key.decrypt_password(&ciphertext, NONCE).unwrap().expose(), b"app");
     let mut with_nul = key.public_pem().as_bytes().to_vec();
