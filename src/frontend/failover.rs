@@ -166,6 +166,8 @@ impl Session {
     fn forget_backend_state(&mut self) {
         self.held = None;
         self.pins = Pins::default();
+        // Cursors lived on the dropped connection.
+        self.stmts.close_cursors();
         self.status &= !STATUS_IN_TRANS;
     }
 

@@ -111,6 +111,13 @@ impl ClientStmts {
         self.map.clear();
     }
 
+    /// Forgets every open cursor (their connection is gone).
+    pub fn close_cursors(&mut self) {
+        for stmt in self.map.values_mut() {
+            stmt.cursor_open = false;
+        }
+    }
+
     /// True when any statement has an open cursor.
     pub fn any_cursor(&self) -> bool {
         self.map.values().any(|s| s.cursor_open)
