@@ -371,3 +371,36 @@ async fn old_clients_get_eof_packets_and_no_session_state() {
         assert_eq!(ok[0].len(), 7, "no session-state bytes: {:?}", ok[0]);
     }
 }
+
+#[tokio::test]
+async fn a_client_gone_mid_transaction_leaves_nothing_behind_in_the_pool() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    // One connection per pool: the next session would get the very same backend connection.
+    config.pool.max_connections_per_backend = 1;
+    let db = fresh_db(&cluster, "gone").await;
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut setup = proxy.connect_db(&db).await;
+    setup.query_drop("CREATE TABLE g (id INT PRIMARY KEY)").await.unwrap();
+    drop(setup);
+    for pinned in [false, true] {
+        // The same client flags, collation and schema as the next session: the same pool.
+        let mut gone = proxy.connect_db(&db).await;
+        if pinned {
+            gone.query_drop("CREATE TEMPORARY TABLE secret (i INT)").await.unwrap();
+        } else {
+            gone.query_drop("BEGIN").await.unwrap();
+            gone.query_drop("INSERT INTO g VALUES (1)").await.unwrap();
+        }
+        drop(gone);
+        let mut next = proxy.connect_db(&db).await;
+        let (in_trx, rows): (u8, u64) = next
+            .query_first("/* rwsplit:primary */ SELECT @@in_transaction, (SELECT COUNT(*) FROM g)")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((in_trx, rows), (0, 0), "no transaction and no uncommitted row leak to the next session");
+        let temp = next.query_drop("/* rwsplit:primary */ SELECT * FROM secret").await;
+        assert!(temp.is_err(), "no temporary table leaks to the next session");
+    }
+}

@@ -96,6 +96,13 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
         tracing::debug!("client logged in");
         session.command_loop().await;
     }
+    // A connection kept for a transaction or pinned state carries this client's open transaction,
+    // temporary tables, locks...: it must never go back to the pool.
+    if let Some((mut lease, hold)) = session.held.take() {
+        if hold != Hold::Previous || session.status & crate::protocol::okerr::STATUS_IN_TRANS != 0 {
+            lease.broken = true;
+        }
+    }
     shared.sessions.unregister(id);
     shared.release_user(session.login.user.name.as_str());
     drop(session);
