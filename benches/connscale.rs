@@ -108,6 +108,12 @@ fn rss_kib(pid: u32) -> Result<u64> {
         .context("no VmRSS")
 }
 
+/// Number of memory mappings of `pid` (each malloc'd block above glibc's mmap threshold is one;
+/// `vm.max_map_count` caps them).
+fn maps_count(pid: u32) -> Result<usize> {
+    Ok(std::fs::read_to_string(format!("/proc/{pid}/maps"))?.lines().count())
+}
+
 /// Established TCP connections owned by `pid` whose remote port is one of `ports`.
 fn backend_connections(pid: u32, ports: &[u16]) -> Result<usize> {
     let mut inodes = HashSet::new();
@@ -224,6 +230,7 @@ async fn run(s: Settings) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before = rss_kib(pid)?;
     println!("rss_before_kib={rss_before}");
+    println!("maps_before={}", maps_count(pid)?);
     println!("backend_conns_before={}", backend_connections(pid, &s.backend_ports)?);
 
     let start = Instant::now();
@@ -234,6 +241,7 @@ async fn run(s: Settings) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_idle = rss_kib(pid)?;
     println!("rss_idle_kib={rss_idle}");
+    println!("maps_idle={}", maps_count(pid)?);
     println!("backend_conns_idle={}", backend_connections(pid, &s.backend_ports)?);
     if !idle.is_empty() {
         let per = (rss_idle.saturating_sub(rss_before)) as f64 * 1024.0 / idle.len() as f64;

@@ -126,6 +126,12 @@ fn cluster_config() -> Config {
 }
 
 fn pools(c: &mut Criterion) {
+    // Every move of a checked-out connection (bb8 hands it around by value) copies this much.
+    eprintln!(
+        "size_of: backend::Conn {} bytes, backend::Lease {} bytes",
+        std::mem::size_of::<rwsplit::backend::Conn>(),
+        std::mem::size_of::<rwsplit::backend::Lease>()
+    );
     let config = cluster_config();
     let topology = Topology::from_config(&config);
     let index = BackendIndex(0);

@@ -14,7 +14,7 @@
 # What it does: `scripts/cluster.sh up`; installs Debian's sysbench if missing; `cargo build --release`; starts
 # target/release/rwsplit with a generated config (free 127.0.0.1 ports, generous pools); prepares sysbench tables
 # in database `sbtest` on the primary and waits for the replicas; then, for every workload × threads × PS mode,
-# runs sysbench interleaved: direct, proxy[, replica], direct, proxy[, replica], ... Each run records QPS, p50 and
+# runs sysbench interleaved: direct, proxy[, replica, relay], direct, proxy[, ...], ... Each run records QPS, p50 and
 # p95 latency (from sysbench's latency histogram, microsecond resolution), rwsplit's CPU time per query (utime +
 # stime of its /proc/<pid>/stat around the run, divided by the queries sysbench reports), where the proxied
 # statements ran (each node's `Questions` counter), and the CPU used by everything else on the machine (other
@@ -41,8 +41,9 @@
 #   RWSPLIT_BENCH_SKIP        space-separated phases to skip: sysbench, scale
 #   RWSPLIT_BENCH_OUT         output directory [target/bench-results]
 #
-# Prepared statements: until rwsplit supports COM_STMT_*, sysbench's --db-ps-mode=auto runs through the proxy fail
-# (ERR 1047); each run is then reported as failed with sysbench's error instead of aborting the script.
+# Prepared statements: a build that answers COM_STMT_* with an error (ERR 1047 before prepared statements landed)
+# makes sysbench's --db-ps-mode=auto runs through the proxy fail; each such run is reported as failed, with
+# sysbench's error, instead of aborting the script.
 # Only processes this script started are stopped, by pid; the cluster keeps running.
 set -euo pipefail
 
@@ -492,6 +493,7 @@ report_scale() {
   echo "| idle clients logged in (each ran one point select) | $(get idle_clients) (errors: $(get idle_errors), ${IDLE_CLIENTS} asked) |"
   echo "| time to open them, 32 at a time | $(get idle_connect_secs) s |"
   echo "| rwsplit RSS before / with idle clients | $(get rss_before_kib) KiB / $(get rss_idle_kib) KiB |"
+  echo "| rwsplit memory mappings before / with idle clients | $(get maps_before) / $(get maps_idle) |"
   echo "| **RSS per idle client connection** | **$(awk -v b="$(get rss_per_idle_client_bytes)" 'BEGIN { printf "%.1f KiB", b / 1024 }')** |"
   echo "| backend connections before / idle / max while $(get active_clients) clients active | $(get backend_conns_before) / $(get backend_conns_idle) / $(get backend_conns_active_max) |"
   echo "| active point-select QPS with the idle clients connected | $(get active_qps) (errors: $(get active_errors)) |"
