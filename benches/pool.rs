@@ -155,7 +155,12 @@ fn pools(c: &mut Criterion) {
     let timeout = config.pool.checkout_timeout;
     let reachable = rt.block_on(async {
         let pool = pools.pool(&key(), node, user, &config.pool);
-        match tokio::time::timeout(Duration::from_secs(3), Pools::checkout(&pool, index, node.name(), timeout)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            Pools::checkout(&pool, index, node.name(), timeout, true, std::time::Instant::now()),
+        )
+        .await
+        {
             Ok(Ok(lease)) => {
                 drop(lease);
                 Ok(())
@@ -173,7 +178,10 @@ fn pools(c: &mut Criterion) {
                         let start = Instant::now();
                         for _ in 0..iters {
                             let pool = pools.pool(&key(), node, user, &config.pool);
-                            let lease = Pools::checkout(&pool, index, node.name(), timeout).await.expect("checkout");
+                            let lease =
+                                Pools::checkout(&pool, index, node.name(), timeout, true, std::time::Instant::now())
+                                    .await
+                                    .expect("checkout");
                             black_box(&lease);
                         }
                         start.elapsed()

@@ -4,6 +4,8 @@
 #
 #   scripts/bench.sh                         the whole run (about 25 minutes on a 2-core machine)
 #   RWSPLIT_BENCH_DURATION=5 RWSPLIT_BENCH_REPS=1 scripts/bench.sh     a quick look
+#   scripts/bench.sh profile                 instructions (callgrind) and system calls (strace) per point select:
+#                                            exact counts that repeat on a noisy machine, for before/after checks
 #   RWSPLIT_CLUSTER_DIR=/tmp/rwsplit-bench-cluster RWSPLIT_CLUSTER_PORT_BASE=15306 scripts/cluster.sh down
 #                                            stop the benchmark's MariaDB cluster afterwards (it is left running)
 #
@@ -40,6 +42,8 @@
 #   RWSPLIT_BENCH_IDLE_CLIENTS, RWSPLIT_BENCH_ACTIVE_CLIENTS, RWSPLIT_BENCH_SCALE_SECS   connection scale [5000, 64, 10]
 #   RWSPLIT_BENCH_SKIP        space-separated phases to skip: sysbench, scale
 #   RWSPLIT_BENCH_OUT         output directory [target/bench-results]
+#   RWSPLIT_BENCH_BINARY      the rwsplit binary to measure, e.g. an older build for an A/B [target/release/rwsplit]
+#   RWSPLIT_PROFILE_QUERIES   point selects measured by `profile` [10000 under callgrind, 2x that under strace]
 #
 # Prepared statements: a build that answers COM_STMT_* with an error (ERR 1047 before prepared statements landed)
 # makes sysbench's --db-ps-mode=auto runs through the proxy fail; each such run is reported as failed, with
@@ -77,6 +81,8 @@ RESULT_MD="$OUT_DIR/bench-$STAMP.md"
 NPROC=$(nproc)
 CLK_TCK=$(getconf CLK_TCK)
 
+PROXY_BIN=${RWSPLIT_BENCH_BINARY:-./target/release/rwsplit}
+PROFILE_QUERIES=${RWSPLIT_PROFILE_QUERIES:-10000}
 PROXY_PID=""
 PROXY_PORT=""
 RELAY_PID=""
@@ -218,13 +224,14 @@ level = "warn"
 EOF
 }
 
+# start_proxy [WRAPPER...]: starts $PROXY_BIN, under WRAPPER (e.g. valgrind) when given.
 start_proxy() {
   local config="$WORK/rwsplit.toml"
   PROXY_PORT=$(free_port)
   write_config "$config" "$PROXY_PORT"
-  ./target/release/rwsplit --config "$config" >>"$WORK/rwsplit.log" 2>&1 &
+  "$@" "$PROXY_BIN" --config "$config" >>"$WORK/rwsplit.log" 2>&1 &
   PROXY_PID=$!
-  for _ in $(seq 200); do
+  for _ in $(seq 600); do
     is_port_in_use "$PROXY_PORT" && break
     kill -0 "$PROXY_PID" 2>/dev/null || die "rwsplit exited at startup; see $WORK/rwsplit.log"
     sleep 0.1
@@ -502,6 +509,62 @@ report_scale() {
 
 # --- main --------------------------------------------------------------------------------------------------------
 
+# --- profile: exact per-query costs ------------------------------------------------------------------------------
+
+# point_selects PORT THREADS EVENTS: a fixed number of point selects (text protocol) through PORT.
+point_selects() {
+  mapfile -t args < <(sysbench_args)
+  sysbench oltp_point_select "${args[@]}" --mysql-port="$1" --threads="$2" --events="$3" --time=0 \
+    --report-interval=0 --db-ps-mode=disable run >>"$WORK/profile-sysbench.log" 2>&1 ||
+    die "sysbench failed; see $WORK/profile-sysbench.log"
+}
+
+profile() {
+  local n=$PROFILE_QUERIES
+  has valgrind && has callgrind_control && has callgrind_annotate || die "profile needs valgrind (apt-get install valgrind)"
+  has strace || die "profile needs strace (apt-get install strace)"
+  # 1. User-space instructions per query under callgrind: 4 clients, counted after a warm-up.
+  start_proxy valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" --dump-instr=no
+  point_selects "$PROXY_PORT" 4 2000
+  callgrind_control -z "$PROXY_PID" >/dev/null
+  point_selects "$PROXY_PORT" 4 "$n"
+  callgrind_control -d "$PROXY_PID" >/dev/null
+  stop_proxy
+  local dump total
+  dump=$(ls -t "$WORK"/callgrind.out* | grep -v '\.out$' | head -1)
+  [[ -n $dump ]] || dump="$WORK/callgrind.out"
+  total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(/,/, "", $1); print $1; exit }')
+  [[ -n $total ]] || die "no callgrind totals in $dump"
+  callgrind_annotate --inclusive=yes "$dump" >"$WORK/callgrind-inclusive.txt" 2>/dev/null || true
+  # 2. System calls per query under strace -c: 8 clients, twice as many queries.
+  start_proxy
+  point_selects "$PROXY_PORT" 8 2000
+  local tids
+  tids=$(ls "/proc/$PROXY_PID/task" | paste -sd, -)
+  strace -c -f -p "$tids" -o "$WORK/strace.txt" &
+  local strace_pid=$!
+  sleep 1 # strace attaches to every thread
+  point_selects "$PROXY_PORT" 8 $((2 * n))
+  kill -INT "$strace_pid" 2>/dev/null || true
+  wait "$strace_pid" 2>/dev/null || true
+  stop_proxy
+  {
+    echo "# rwsplit per-query profile $STAMP ($PROXY_BIN, $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo '+dirty'))"
+    echo
+    echo "oltp_point_select, text protocol, reads to the replicas. Counts include the clients' logins (4 and 8)."
+    echo
+    echo "| measure | per query |"
+    echo "|---|---:|"
+    echo "| user-space instructions (callgrind, $n queries from 4 clients) | $(awk -v t="$total" -v n="$n" 'BEGIN { printf "%.0f", t / n }') |"
+    awk -v n=$((2 * n)) '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" {
+        printf "| %s (strace, %d queries from 8 clients) | %.2f%s |\n", $NF, n, $4 / n, ($5 ~ /^[0-9]+$/ && $5 > 0) ? sprintf(" (%.2f failing)", $5 / n) : "" }' \
+      "$WORK/strace.txt"
+    echo
+    echo "Inclusive instruction counts by function: $WORK/callgrind-inclusive.txt; raw: $dump, $WORK/strace.txt"
+  } >"$OUT_DIR/profile-$STAMP.md"
+  cat "$OUT_DIR/profile-$STAMP.md"
+}
+
 main() {
   mkdir -p "$WORK"
   LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -511,8 +574,15 @@ main() {
   eval "$(scripts/cluster.sh env)"
   set +a
   ensure_sysbench
-  log "cargo build --release"
-  cargo build --release >&2
+  if [[ -z ${RWSPLIT_BENCH_BINARY:-} ]]; then
+    log "cargo build --release"
+    cargo build --release >&2
+  fi
+  if [[ ${1:-} == profile ]]; then
+    prepare_tables
+    profile
+    return
+  fi
   start_proxy
   [[ $RELAY_BASELINE == 1 ]] && start_relay
   prepare_tables

@@ -77,6 +77,17 @@ async fn metrics_parse_and_follow_the_traffic() {
     let proxy = TestProxy::start(Cluster::shared().await).await;
     let db = fresh_db(&proxy.cluster, "metrics").await;
     traffic(&proxy, &db).await;
+    let wrong = proxy.opts(None);
+    let wrong = mysql_async::OptsBuilder::from_opts(wrong).pass(Some("not-the-password"));
+    let denied = mysql_async::Conn::new(wrong).await.expect_err("a wrong password is refused");
+    assert!(matches!(&denied, mysql_async::Error::Server(e) if e.code == 1045), "{denied}");
+    // A statement prepared through the proxy stays prepared on a pooled backend connection.
+    let mut conn = proxy.connect_db(&db).await;
+    let two: Option<i64> = conn.exec_first("SELECT ? + 1", (1,)).await.unwrap();
+    assert_eq!(two, Some(2));
+    let prepared = sum(&scrape(&proxy).await, "rwsplit_prepared_statements", &[]);
+    assert!(prepared >= 1.0, "prepared statements open on the backends: {prepared}");
+    conn.disconnect().await.unwrap();
     // Lag appears once the monitor measured the replicas.
     let lag_known = eventually(Duration::from_secs(10), || async {
         names(&scrape(&proxy).await).contains("rwsplit_replica_lag_seconds")
@@ -98,6 +109,7 @@ async fn metrics_parse_and_follow_the_traffic() {
     assert!(sum(&samples, "rwsplit_pinned_sessions_total", &[("reason", "user_var")]) >= 1.0);
     assert!(sum(&samples, "rwsplit_pool_checkout_wait_seconds_count", &[]) >= 30.0, "checkouts are timed");
     assert!(sum(&samples, "rwsplit_client_connections_accepted_total", &[]) >= 1.0);
+    assert_eq!(sum(&samples, "rwsplit_client_connections_rejected_total", &[("reason", "access_denied")]), 1.0);
     assert!(sum(&samples, "rwsplit_client_sent_bytes_total", &[]) > 1000.0);
     assert!(sum(&samples, "rwsplit_client_received_bytes_total", &[]) > 500.0);
     let primary_up = samples.iter().any(|s| {

@@ -78,6 +78,8 @@ pub struct Conn {
     pub generation: u64,
     /// Prepared statements open on this connection.
     pub stmts: StmtCache,
+    /// When it was last checked out of its pool (or made).
+    pub last_checkout: std::time::Instant,
 }
 
 impl Conn {
@@ -105,6 +107,7 @@ impl Conn {
             broken: false,
             generation: 0,
             stmts: StmtCache::new(params.max_prepared),
+            last_checkout: std::time::Instant::now(),
         };
         let timeout = params.connect_timeout;
         let (seq, payload) = conn.reader.packet(&mut conn.stream, timeout, LOGIN_PACKET_LIMIT).await?;
@@ -305,12 +308,13 @@ impl Conn {
 
 impl Conn {
     /// True when the server closed this idle connection (or sent something unasked, which leaves
-    /// it unusable too). No round trip. A plain socket is peeked with one non-blocking `recv`
-    /// (`MSG_PEEK`, about a microsecond) rather than asking tokio, whose readiness can trail the
-    /// kernel by milliseconds under load: right after a primary dies, a statement must not be sent
-    /// on a connection the kernel already knows is closed.
-    pub fn is_closed_by_peer(&mut self) -> bool {
-        if let Stream::Plain(tcp) = &self.stream {
+    /// it unusable too). No round trip. `thorough` peeks a plain socket with one non-blocking `recv`
+    /// (`MSG_PEEK`, about a microsecond), the kernel's view; otherwise tokio's readiness is asked,
+    /// which costs no system call but can trail the kernel by milliseconds under load. The pool
+    /// asks for the thorough look when the connection sat idle long enough for the server to
+    /// have gone away meanwhile.
+    pub fn is_closed_by_peer(&mut self, thorough: bool) -> bool {
+        if let (true, Stream::Plain(tcp)) = (thorough, &self.stream) {
             let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
             return match socket2::SockRef::from(tcp).peek(&mut byte) {
                 Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,

@@ -14,9 +14,9 @@
 //! their connections are not retired, so held transactions finish where they are.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::conn::{Conn, ConnectParams};
 use super::tls::Connector;
@@ -55,19 +55,46 @@ pub struct Manager {
     max_prepared: usize,
     /// The backend's generation (see [`Pools::drain`]).
     generation: Arc<AtomicU64>,
+    /// Prepared statements open on the backend, over all its connections.
+    prepared: Arc<AtomicI64>,
     /// bb8 never hands a connect error to a waiting checkout (it only times out), so failures
     /// are announced here and a waiting checkout gives up at once instead of waiting out its
     /// timeout on a dead backend.
-    failures: tokio::sync::broadcast::Sender<Error>,
+    failures: Arc<Failures>,
     /// Backend TLS, loaded at each connect so a reload applies to new connections at once.
     tls: Arc<arc_swap::ArcSwap<Connector>>,
 }
 
+/// Connect failures of one pool, for checkouts waiting on it. Waiting costs nothing until a
+/// checkout really has to wait: a [`tokio::sync::Notified`] is created without taking a lock and
+/// still sees a failure announced after its creation.
+#[derive(Debug, Default)]
+struct Failures {
+    notify: tokio::sync::Notify,
+    last: Mutex<Option<Error>>,
+}
+
+impl Failures {
+    fn announce(&self, err: &Error) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.for_waiters());
+        self.notify.notify_waiters();
+    }
+
+    fn last(&self, name: &str) -> Error {
+        match &*self.last.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(err) => err.for_waiters(),
+            None => Error::ConnectFailed(format!("backend {name}: new connections are failing")),
+        }
+    }
+}
+
 impl bb8::ManageConnection for Manager {
-    type Connection = Conn;
+    // Boxed: bb8 and the session move a checked-out connection by value several times per
+    // statement, and a pointer is cheaper to move than the connection with its buffers.
+    type Connection = Box<Conn>;
     type Error = Error;
 
-    async fn connect(&self) -> Result<Conn, Error> {
+    async fn connect(&self) -> Result<Box<Conn>, Error> {
         let params = ConnectParams {
             host: &self.host,
             port: self.port,
@@ -83,21 +110,22 @@ impl bb8::ManageConnection for Manager {
         match Conn::connect(&params).await {
             Ok(mut conn) => {
                 conn.generation = self.generation.load(Ordering::Relaxed);
-                Ok(conn)
+                conn.stmts.count_in(self.prepared.clone());
+                Ok(Box::new(conn))
             }
             Err(err) => {
-                let _ = self.failures.send(err.for_waiters());
+                self.failures.announce(&err);
                 Err(err)
             }
         }
     }
 
-    async fn is_valid(&self, _conn: &mut Conn) -> Result<(), Error> {
+    async fn is_valid(&self, _conn: &mut Box<Conn>) -> Result<(), Error> {
         // Never called: test_on_check_out is off; the monitor knows backend health.
         Ok(())
     }
 
-    fn has_broken(&self, conn: &mut Conn) -> bool {
+    fn has_broken(&self, conn: &mut Box<Conn>) -> bool {
         conn.broken
             || conn.generation != self.generation.load(Ordering::Relaxed)
             || (!self.with_schema && conn.state.schema.is_some())
@@ -143,7 +171,7 @@ impl std::ops::DerefMut for Lease {
 #[derive(Debug, Clone)]
 pub struct Pool {
     inner: bb8::Pool<Manager>,
-    failures: tokio::sync::broadcast::Sender<Error>,
+    failures: Arc<Failures>,
     generation: Arc<AtomicU64>,
     /// `pool.max_connections_per_backend` when the pool was built.
     max: u32,
@@ -192,14 +220,24 @@ pub struct Pools {
 
 #[derive(Debug, Default)]
 struct Inner {
-    pools: HashMap<PoolKey, Pool>,
+    /// Sessions keep `Weak` references between statements: a forgotten pool is gone for them
+    /// too, and an idle session does not keep a forgotten pool's connections open.
+    pools: HashMap<PoolKey, Arc<Pool>>,
     /// Per backend; never removed, so a drained backend's new pools continue its count.
     generations: HashMap<BackendIndex, Arc<AtomicU64>>,
+    /// Prepared statements open per backend (connections of forgotten pools included).
+    prepared: HashMap<BackendIndex, Arc<AtomicI64>>,
 }
 
 /// Idle connections a checkout may find closed by the server before it gives up on the pool's
 /// idle list (each one found is dropped, so this only bounds pathological cases).
 const MAX_DEAD_IDLE: usize = 64;
+
+/// For a retryable checkout (a read), a connection last checked out at least this long ago is checked with a
+/// `recv(MSG_PEEK)` (the kernel's view); one used more recently is checked against tokio's
+/// readiness, which costs no system call. A read sent on a connection the server closed within
+/// the last moments fails before any result and is retried on another backend.
+const PEEK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 impl Pools {
     /// Pools whose connections use (and follow swaps of) `tls`.
@@ -213,13 +251,14 @@ impl Pools {
     }
 
     /// The pool for `key`, creating it with `node`'s address and `user`'s backend credentials.
-    pub fn pool(&self, key: &PoolKey, node: &Node, user: &UserConfig, config: &PoolConfig) -> Pool {
+    pub fn pool(&self, key: &PoolKey, node: &Node, user: &UserConfig, config: &PoolConfig) -> Arc<Pool> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pool) = map.pools.get(key) {
             return pool.clone();
         }
         let generation = map.generations.entry(key.backend).or_default().clone();
-        let failures = tokio::sync::broadcast::channel(4).0;
+        let prepared = map.prepared.entry(key.backend).or_default().clone();
+        let failures = Arc::new(Failures::default());
         let manager = Manager {
             host: node.config.host.clone(),
             port: node.config.port,
@@ -231,6 +270,7 @@ impl Pools {
             connect_timeout: config.connect_timeout,
             max_prepared: usize::try_from(config.max_prepared_per_connection).unwrap_or(256),
             generation: generation.clone(),
+            prepared,
             failures: failures.clone(),
             tls: self.tls.clone(),
         };
@@ -244,17 +284,32 @@ impl Pools {
             .idle_timeout(Some(config.idle_timeout))
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
-        let pool = Pool { inner, failures, generation, max: config.max_connections_per_backend.max(1) };
+        let pool = Arc::new(Pool { inner, failures, generation, max: config.max_connections_per_backend.max(1) });
         map.pools.insert(key.clone(), pool.clone());
         pool
     }
 
     /// Checks a connection out of `pool` for backend `backend`.
-    /// `timeout` is the pool's configured checkout timeout, reported in the error.
-    pub async fn checkout(pool: &Pool, backend: BackendIndex, name: &str, timeout: Duration) -> Result<Lease, Error> {
-        let mut failures = pool.failures.subscribe();
+    /// `timeout` is the pool's configured checkout timeout, reported in the error; `now` is the
+    /// time of the checkout (the caller reads the clock anyway). `retryable`
+    /// says the statement may go elsewhere if the connection turns out dead after it was sent (a
+    /// read); otherwise (a write) every idle connection is checked against the kernel first, so
+    /// that right after a server died nothing is sent on a connection already known closed.
+    pub async fn checkout(
+        pool: &Pool,
+        backend: BackendIndex,
+        name: &str,
+        timeout: Duration,
+        retryable: bool,
+        now: Instant,
+    ) -> Result<Lease, Error> {
+        // Created before asking bb8, so that a connect failure announced while this checkout
+        // waits is seen; creating it takes no lock, and it is only polled when bb8 has to wait.
+        let failed = pool.failures.notify.notified();
+        tokio::pin!(failed);
         for _ in 0..MAX_DEAD_IDLE {
             let mut conn = tokio::select! {
+                biased;
                 got = pool.inner.get_owned() => match got {
                     Ok(conn) => conn,
                     Err(bb8::RunError::User(err)) => return Err(err),
@@ -262,19 +317,16 @@ impl Pools {
                         return Err(Error::CheckoutTimeout { backend: name.to_owned(), waited: timeout })
                     }
                 },
-                failure = failures.recv() => return Err(match failure {
-                    Ok(err) => err,
-                    // Several attempts failed while this checkout waited (a failover storm); a
-                    // lagging receiver must still give up rather than wait out its timeout.
-                    Err(_) => Error::ConnectFailed(format!("backend {name}: new connections are failing")),
-                }),
+                () = &mut failed => return Err(pool.failures.last(name)),
             };
-            if conn.is_closed_by_peer() || conn.generation != pool.generation.load(Ordering::Relaxed) {
+            let thorough = !retryable || now.saturating_duration_since(conn.last_checkout) >= PEEK_AFTER_IDLE;
+            if conn.is_closed_by_peer(thorough) || conn.generation != pool.generation.load(Ordering::Relaxed) {
                 // The server went away while it sat idle (restart, failover, wait_timeout), or the
                 // backend was drained after this pool handle was taken.
                 conn.broken = true;
                 continue;
             }
+            conn.last_checkout = now;
             return Ok(Lease { conn, backend, generation: pool.generation.clone() });
         }
         Err(Error::ConnectFailed(format!("backend {name}: every idle connection was closed by the server")))
@@ -319,6 +371,12 @@ impl Pools {
                 max: sum.max + one.max,
             }
         })
+    }
+
+    /// Prepared statements open on `backend`, over all its pooled connections.
+    pub fn prepared_open(&self, backend: BackendIndex) -> i64 {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.prepared.get(&backend).map_or(0, |open| open.load(Ordering::Relaxed))
     }
 
     /// Backend connections open (idle and in use) across all pools of `backend`.

@@ -4,6 +4,8 @@
 //! response), so `max_prepared_stmt_count` is never exhausted by the proxy.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 /// Proxy-wide id of a prepared statement (one per distinct user, schema and SQL text).
 pub type GlobalId = u64;
@@ -22,12 +24,26 @@ pub struct StmtCache {
     capacity: usize,
     clock: u64,
     to_close: Vec<u32>,
+    /// Statements open on the backend across its connections (`rwsplit_prepared_statements`).
+    open: Option<Arc<AtomicI64>>,
 }
 
 impl StmtCache {
     /// A cache holding at most `capacity` statements (at least 1).
     pub fn new(capacity: usize) -> Self {
-        Self { entries: HashMap::new(), capacity: capacity.max(1), clock: 0, to_close: Vec::new() }
+        Self { entries: HashMap::new(), capacity: capacity.max(1), clock: 0, to_close: Vec::new(), open: None }
+    }
+
+    /// Counts this connection's statements in `open`, the backend's total, from now on.
+    pub fn count_in(&mut self, open: Arc<AtomicI64>) {
+        open.fetch_add(self.entries.len() as i64, Ordering::Relaxed);
+        self.open = Some(open);
+    }
+
+    fn counted(&self, delta: i64) {
+        if let Some(open) = &self.open {
+            open.fetch_add(delta, Ordering::Relaxed);
+        }
     }
 
     /// The backend id of `id` on this connection, and whether parameter types were already sent
@@ -54,11 +70,14 @@ impl StmtCache {
             if let Some((&old, _)) = self.entries.iter().min_by_key(|(_, e)| e.last_used) {
                 if let Some(e) = self.entries.remove(&old) {
                     self.to_close.push(e.backend_id);
+                    self.counted(-1);
                 }
             }
         }
         self.clock += 1;
-        self.entries.insert(id, Entry { backend_id, types_sent: false, last_used: self.clock });
+        if self.entries.insert(id, Entry { backend_id, types_sent: false, last_used: self.clock }).is_none() {
+            self.counted(1);
+        }
     }
 
     /// Forgets `id` and queues its close on the server (closing a statement also closes its
@@ -66,6 +85,7 @@ impl StmtCache {
     pub fn evict(&mut self, id: GlobalId) {
         if let Some(e) = self.entries.remove(&id) {
             self.to_close.push(e.backend_id);
+            self.counted(-1);
         }
     }
 
@@ -86,8 +106,16 @@ impl StmtCache {
 
     /// Forgets everything (the server dropped the statements, e.g. after `COM_RESET_CONNECTION`).
     pub fn clear(&mut self) {
+        self.counted(-(self.entries.len() as i64));
         self.entries.clear();
         self.to_close.clear();
+    }
+}
+
+impl Drop for StmtCache {
+    fn drop(&mut self) {
+        // The connection is closing: the server drops its statements with it.
+        self.counted(-(self.entries.len() as i64));
     }
 }
 
@@ -108,5 +136,23 @@ mod tests {
         assert!(c.take_to_close().is_empty());
         c.mark_types_sent(3);
         assert_eq!(c.get(3), Some((30, true)));
+    }
+
+    #[test]
+    fn counts_open_statements_in_the_backend_total() {
+        let open = Arc::new(AtomicI64::new(5));
+        let mut c = StmtCache::new(2);
+        c.insert(1, 10);
+        c.count_in(open.clone());
+        assert_eq!(open.load(Ordering::Relaxed), 6, "statements already open count once adopted");
+        c.insert(2, 20);
+        c.insert(2, 21);
+        c.insert(3, 30);
+        assert_eq!(open.load(Ordering::Relaxed), 7, "re-insert counts nothing, eviction gives one back");
+        c.evict(3);
+        assert_eq!(open.load(Ordering::Relaxed), 6);
+        c.insert(4, 40);
+        drop(c);
+        assert_eq!(open.load(Ordering::Relaxed), 5, "a closed connection's statements are gone");
     }
 }

@@ -54,7 +54,7 @@ mod tests;
 
 use std::ops::Range;
 
-pub use cache::DigestCache;
+pub use cache::{DigestCache, Identity};
 pub use fallback::{analyze as fallback_analyze, Verdict, MAX_FALLBACK_LEN};
 pub use kind::{BackendName, Classified, Flags, Hint, Isolation, Kind, SetInfo, SetTargets, XaKind};
 pub use lexer::SqlMode;

@@ -124,6 +124,7 @@ async fn connection_phase(
     };
     if acceptor.is_required() && !io.is_tls() {
         tracing::info!(peer = %peer, "refused a client without TLS (tls.mode = \"required\")");
+        super::observe::rejected(shared, crate::stats::Reject::TlsRequired);
         return refuse(io, ClientError::secure_transport_required(), seq, timeout).await;
     }
     tracing::Span::current().record("user", String::from_utf8_lossy(&response.user).as_ref());
@@ -143,6 +144,7 @@ async fn connection_phase(
         Verdict::Accepted { last_seq } => last_seq,
         Verdict::Denied { last_seq, using_password } => {
             tracing::info!(peer = %peer, "authentication failed");
+            super::observe::rejected(shared, crate::stats::Reject::AccessDenied);
             let err = ClientError::access_denied(&response.user, &peer.ip().to_string(), using_password);
             return refuse(io, err, last_seq, timeout).await;
         }

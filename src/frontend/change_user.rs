@@ -76,6 +76,8 @@ impl Session {
         if let Some(collation) = request.collation {
             self.login.collation = collation;
         }
+        // Pools are per user and collation.
+        self.pools.clear();
         let database = request
             .database
             .map(bytes::Bytes::from)

@@ -74,7 +74,7 @@ impl Session {
         loop {
             let current: &Topology = snapshot.as_deref().unwrap_or(topology);
             if let Some(index) = current.primary {
-                match self.checkout(index, with_schema, config, current).await {
+                match self.checkout(index, with_schema, config, current, false).await {
                     Ok(lease) => {
                         if last_error.is_some() || snapshot.is_some() {
                             tracing::info!(

@@ -151,9 +151,10 @@ pub(super) async fn checkout(
     index: BackendIndex,
     name: &str,
     timeout: Duration,
+    retryable: bool,
 ) -> Result<Lease, backend::Error> {
     let started = Instant::now();
-    let result = Pools::checkout(pool, index, name, timeout).await;
+    let result = Pools::checkout(pool, index, name, timeout, retryable, started).await;
     let outcome = match &result {
         Ok(_) => Checkout::Ok,
         Err(backend::Error::CheckoutTimeout { .. }) => Checkout::Timeout,
@@ -288,6 +289,7 @@ fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
                 open: pools.open,
                 in_use: pools.in_use(),
                 max: pools.max,
+                prepared: shared.pools.prepared_open(node.index),
             }
         })
         .collect()

@@ -2,13 +2,15 @@
 //! session state, forward the command, stream the response, then decide whether the session
 //! keeps the connection (pins, transactions, "about the previous statement") or returns it.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::auth::Login;
 use super::observe;
 use super::pins::Pins;
 use super::session::{ClientIo, Session, FLUSH_AT};
-use super::ClientError;
-use crate::backend::{self, BackendIndex, Lease, PoolKey, Topology};
+use super::{ClientError, Shared};
+use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
 use crate::config::Config;
 use crate::protocol::handshake::semantic_capabilities;
@@ -244,17 +246,19 @@ impl Session {
     ) -> Result<Lease, (ClientError, Option<BackendIndex>)> {
         let index = match target {
             Target::Held => {
-                return self.held.take().map(|(lease, _)| lease).ok_or((ClientError::no_primary(), None));
+                return self.held.take().map(|(lease, _)| lease).ok_or_else(|| (ClientError::no_primary(), None));
             }
             Target::Primary => return self.acquire_primary(with_schema, config, topology).await,
             Target::Backend(index) => index,
             Target::Replica => match self.pick_replica(topology, excluded, config) {
-                Ok(Some(index)) => index,
+                Ok(Some(index)) => {
+                    return self.checkout(index, with_schema, config, topology, config.routing.retry_reads).await
+                }
                 Ok(None) => return self.acquire_primary(with_schema, config, topology).await,
                 Err(err) => return Err((err, None)),
             },
         };
-        self.checkout(index, with_schema, config, topology).await
+        self.checkout(index, with_schema, config, topology, false).await
     }
 
     /// Checks out a connection to the primary (login-time schema check).
@@ -263,23 +267,20 @@ impl Session {
         self.acquire_primary(true, config, &topology).await.map_err(|(err, _)| err)
     }
 
+    /// Checks out a connection to backend `index`; `retryable` tells whether the statement may go
+    /// to another backend if the connection turns out dead after sending (see `Pools::checkout`).
     pub(super) async fn checkout(
         &mut self,
         index: BackendIndex,
         with_schema: bool,
         config: &Config,
         topology: &Topology,
+        retryable: bool,
     ) -> Result<Lease, (ClientError, Option<BackendIndex>)> {
-        let node = topology.node(index).ok_or((ClientError::no_primary(), None))?;
-        let key = PoolKey {
-            backend: index,
-            user: self.login.user.name.as_str().to_owned(),
-            capabilities: (self.login.capabilities & semantic_capabilities()).bits(),
-            collation: self.login.collation,
-            with_schema,
-        };
-        let pool = self.shared.pools.pool(&key, node, &self.login.user, &config.pool);
-        match observe::checkout(&self.shared, &pool, index, node.name(), config.pool.checkout_timeout).await {
+        let node = topology.node(index).ok_or_else(|| (ClientError::no_primary(), None))?;
+        let pool = self.pools.get(&self.shared, &self.login, index, with_schema, node, config);
+        let timeout = config.pool.checkout_timeout;
+        match observe::checkout(&self.shared, &pool, index, node.name(), timeout, retryable).await {
             Ok(lease) => Ok(lease),
             Err(err) => {
                 tracing::warn!(backend = node.name(), error = %err, "backend checkout failed");
@@ -326,6 +327,53 @@ impl Session {
             None
         };
         self.held = hold.map(|h| (lease, h));
+    }
+}
+
+/// The pools a session used, kept between statements so that a statement costs no lookup in the
+/// shared pool map (a lock, a hashed key with the user name). Weak: a pool the map forgot (reload,
+/// drain, failover) is looked up again, and an idle session keeps no forgotten pool alive.
+#[derive(Debug, Default)]
+pub(super) struct SessionPools {
+    entries: Vec<(BackendIndex, bool, Weak<Pool>)>,
+}
+
+impl SessionPools {
+    /// The pool for `index` and `with_schema`, from this session's handles or the shared map.
+    fn get(
+        &mut self,
+        shared: &Shared,
+        login: &Login,
+        index: BackendIndex,
+        with_schema: bool,
+        node: &Node,
+        config: &Config,
+    ) -> Arc<Pool> {
+        let found = self.entries.iter().position(|(i, w, _)| *i == index && *w == with_schema);
+        if let Some(pool) = found.and_then(|at| self.entries.get(at)).and_then(|(_, _, weak)| weak.upgrade()) {
+            return pool;
+        }
+        let key = PoolKey {
+            backend: index,
+            user: login.user.name.as_str().to_owned(),
+            capabilities: (login.capabilities & semantic_capabilities()).bits(),
+            collation: login.collation,
+            with_schema,
+        };
+        // Credentials from the running config: a reload that changed them forgot the old pools.
+        let user = config.user(login.user.name.as_str()).unwrap_or(&login.user);
+        let pool = shared.pools.pool(&key, node, user, &config.pool);
+        let weak = Arc::downgrade(&pool);
+        match found.and_then(|at| self.entries.get_mut(at)) {
+            Some(entry) => entry.2 = weak,
+            None => self.entries.push((index, with_schema, weak)),
+        }
+        pool
+    }
+
+    /// Forgets every handle (the session's user or handshake settings changed).
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
     }
 }
 

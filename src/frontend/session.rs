@@ -13,7 +13,7 @@ use super::kill::Slot;
 use super::observe;
 use super::pins::Pins;
 use super::prepared::ClientStmts;
-use super::query::Outcome;
+use super::query::{Outcome, SessionPools};
 use super::{ClientError, ClientSlot, ConnId, Shared};
 use crate::backend::{Lease, State};
 use crate::config::Config;
@@ -42,7 +42,9 @@ impl ClientIo {
         Self {
             stream: crate::protocol::stream::Stream::Plain(stream),
             reader: FrameReader::new(),
-            out: BytesMut::with_capacity(FLUSH_AT * 2),
+            // Grows on demand (up to about FLUSH_AT plus a row while streaming); an idle client
+            // costs a few KiB.
+            out: BytesMut::with_capacity(8 * 1024),
             sent: 0,
             received: 0,
         }
@@ -91,6 +93,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
         slot: kill_slot,
         stmts: ClientStmts::default(),
         observed: observe::join(&shared, id, peer, &user_name),
+        pools: SessionPools::default(),
     };
     if session.finish_login().await {
         tracing::debug!("client logged in");
@@ -133,6 +136,8 @@ pub(super) struct Session {
     pub(super) observed: observe::Client,
     /// The client's prepared statements.
     pub(super) stmts: ClientStmts,
+    /// The pools this session used.
+    pub(super) pools: SessionPools,
 }
 
 impl Session {

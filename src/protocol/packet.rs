@@ -6,6 +6,8 @@
 //! huge row is never held twice; commands and handshake packets are reassembled into one payload,
 //! bounded by a limit the caller passes.
 
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -16,8 +18,12 @@ use super::{Error, Result, MAX_FRAME_PAYLOAD};
 /// Length of a frame header.
 pub const HEADER_LEN: usize = 4;
 
-/// Read buffer size asked for per socket read.
+/// Most free space asked for per socket read (large results are read in chunks of this size).
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Free space a new reader starts with: an idle client costs this much, not [`READ_CHUNK`].
+/// The chunk doubles each time a read fills it, up to [`READ_CHUNK`].
+const FIRST_CHUNK: usize = 4 * 1024;
 
 /// One frame, header included, split off the read buffer.
 #[derive(Debug)]
@@ -53,15 +59,23 @@ impl Frame {
 }
 
 /// A buffered frame reader over any byte stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FrameReader {
     buf: BytesMut,
+    /// Free space to make before a read; grows while reads fill it.
+    chunk: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl FrameReader {
     /// An empty reader.
     pub fn new() -> Self {
-        Self { buf: BytesMut::with_capacity(READ_CHUNK) }
+        Self { buf: BytesMut::with_capacity(FIRST_CHUNK), chunk: FIRST_CHUNK }
     }
 
     /// Splits one complete frame off the buffer, if one is there.
@@ -92,13 +106,17 @@ impl FrameReader {
     /// Reads more bytes from `io`, waiting at most `timeout`. Returns an error on EOF: `Closed` when
     /// the buffer held no partial frame, `Truncated` otherwise.
     pub async fn fill<R: AsyncRead + Unpin>(&mut self, io: &mut R, timeout: Duration) -> Result<()> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            self.buf.reserve(self.chunk);
         }
-        let n =
-            tokio::time::timeout(timeout, io.read_buf(&mut self.buf)).await.map_err(|_| Error::Timeout(timeout))??;
+        let room = self.buf.capacity() - self.buf.len();
+        let n = within(timeout, io.read_buf(&mut self.buf)).await??;
         if n == 0 {
             return Err(if self.buf.is_empty() { Error::Closed } else { Error::Truncated });
+        }
+        if n >= room && self.chunk < READ_CHUNK {
+            // The peer had more to say than fitted: read bigger pieces from now on.
+            self.chunk = (self.chunk * 2).min(READ_CHUNK);
         }
         Ok(())
     }
@@ -190,9 +208,20 @@ pub async fn flush<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut, timeou
         io.write_all(buf).await?;
         io.flush().await
     };
-    tokio::time::timeout(timeout, write).await.map_err(|_| Error::Timeout(timeout))??;
+    within(timeout, write).await??;
     buf.clear();
     Ok(())
+}
+
+/// Runs `fut` for at most `timeout`. A future that completes at its first poll (a write the socket
+/// takes at once, a read of bytes already there) never arms a timer, and so reads no clock and
+/// touches no timer wheel: most socket calls on the data path are like that.
+pub async fn within<F: Future>(timeout: Duration, fut: F) -> Result<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    if let Poll::Ready(out) = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
+        return Ok(out);
+    }
+    tokio::time::timeout(timeout, fut).await.map_err(|_| Error::Timeout(timeout))
 }
 
 #[cfg(test)]

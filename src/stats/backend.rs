@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use prometheus::{
-    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 use super::Error;
@@ -42,6 +42,8 @@ pub struct BackendRow {
     pub in_use: u32,
     /// Most connections its pools may open together.
     pub max: u32,
+    /// Server-side prepared statements open over its pooled connections.
+    pub prepared: i64,
 }
 
 /// Hot-path handles of one backend.
@@ -51,7 +53,6 @@ struct Handles {
     wait: Histogram,
     timeouts: IntCounter,
     errors: IntCounter,
-    prepared: IntGauge,
 }
 
 /// Backend and pool metrics.
@@ -152,7 +153,6 @@ impl BackendMetrics {
             let _ = self.wait.remove_label_values(&label);
             let _ = self.timeouts.remove_label_values(&label);
             let _ = self.errors.remove_label_values(&label);
-            let _ = self.prepared.remove_label_values(&label);
         }
         let handles = names
             .iter()
@@ -161,7 +161,6 @@ impl BackendMetrics {
                 wait: self.wait.with_label_values(&[name]),
                 timeouts: self.timeouts.with_label_values(&[name]),
                 errors: self.errors.with_label_values(&[name]),
-                prepared: self.prepared.with_label_values(&[name]),
             })
             .collect();
         self.handles.store(Arc::new(handles));
@@ -178,7 +177,6 @@ impl BackendMetrics {
                 wait: self.wait.with_label_values(&[name]),
                 timeouts: self.timeouts.with_label_values(&[name]),
                 errors: self.errors.with_label_values(&[name]),
-                prepared: self.prepared.with_label_values(&[name]),
             }),
         }
     }
@@ -195,18 +193,13 @@ impl BackendMetrics {
         });
     }
 
-    /// Adds `delta` to the prepared statements open on a backend.
-    pub fn prepared(&self, index: usize, name: &str, delta: i64) {
-        self.with(index, name, |h| h.prepared.add(delta));
-    }
-
     /// Replaces the scrape-time gauges with `rows` (one per configured backend, topology order).
     pub fn refresh(&self, rows: &[BackendRow]) {
         let _rebuild = self.rebuild.lock().unwrap_or_else(|p| p.into_inner());
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         self.set_backends_locked(&names);
         // Reset first: a role change or a removed backend must not leave its old series behind.
-        for vec in [&self.up, &self.weight, &self.open, &self.in_use, &self.max] {
+        for vec in [&self.up, &self.weight, &self.open, &self.in_use, &self.max, &self.prepared] {
             vec.reset();
         }
         self.lag.reset();
@@ -217,6 +210,7 @@ impl BackendMetrics {
             self.open.with_label_values(&[name]).set(i64::from(row.open));
             self.in_use.with_label_values(&[name]).set(i64::from(row.in_use));
             self.max.with_label_values(&[name]).set(i64::from(row.max));
+            self.prepared.with_label_values(&[name]).set(row.prepared);
             if let Some(lag) = row.lag {
                 self.lag.with_label_values(&[name]).set(lag.as_secs_f64());
             }

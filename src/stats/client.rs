@@ -63,17 +63,23 @@ pub enum Reject {
     MaxConnections = 0,
     /// The user's `max_connections` reached.
     UserLimit = 1,
+    /// Unknown user or wrong password (the client got ERR 1045).
+    AccessDenied = 2,
+    /// `tls.mode = "required"` and the client did not start TLS (ERR 3159).
+    TlsRequired = 3,
 }
 
 impl Reject {
     /// Every reason, in index order.
-    pub const ALL: [Reject; 2] = [Reject::MaxConnections, Reject::UserLimit];
+    pub const ALL: [Reject; 4] = [Reject::MaxConnections, Reject::UserLimit, Reject::AccessDenied, Reject::TlsRequired];
 
     /// The label value.
     pub fn label(self) -> &'static str {
         match self {
             Reject::MaxConnections => "max_connections",
             Reject::UserLimit => "user_limit",
+            Reject::AccessDenied => "access_denied",
+            Reject::TlsRequired => "tls_required",
         }
     }
 }
@@ -90,7 +96,7 @@ pub struct ClientMetrics {
     pub connections: IntGauge,
     /// `rwsplit_client_connections_accepted_total`: TCP connections accepted.
     pub accepted: IntCounter,
-    rejected: [IntCounter; 2],
+    rejected: [IntCounter; Reject::ALL.len()],
     queries: [[IntCounter; 3]; 2],
     latency: [Histogram; 2],
     /// `rwsplit_client_received_bytes_total`: command bytes read from clients.

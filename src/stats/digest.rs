@@ -11,9 +11,12 @@
 //! A hit costs one uncontended lock, one hash lookup and a few adds.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::classify::Identity;
 
 /// Upper bounds (seconds) of the per-digest latency buckets; coarser than the global histogram
 /// to keep `/metrics` small (12 lines per digest).
@@ -74,11 +77,23 @@ impl DigestStats {
     fn rank(&self) -> u64 {
         self.count.saturating_add(self.inherited)
     }
+
+    fn add(&mut self, elapsed: Duration, rows: u64, error: bool) {
+        self.count += 1;
+        self.errors += u64::from(error);
+        self.rows = self.rows.saturating_add(rows);
+        let seconds = elapsed.as_secs_f64();
+        self.seconds += seconds;
+        let bucket = DIGEST_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DIGEST_BUCKETS.len());
+        if let Some(n) = self.buckets.get_mut(bucket) {
+            *n += 1;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Shard {
-    entries: HashMap<u64, DigestStats>,
+    entries: HashMap<u64, DigestStats, BuildHasherDefault<Identity>>,
 }
 
 /// The top-N digest store. `Send + Sync`; share it through an `Arc`.
@@ -121,38 +136,30 @@ impl Digests {
         }
         let Some(shard) = self.shards.get(index) else { return };
         let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if !shard.entries.contains_key(&digest) {
-            let mut inherited = 0;
-            while shard.entries.len() >= capacity {
-                let Some((&victim, stats)) = shard.entries.iter().min_by_key(|(_, s)| s.rank()) else { break };
-                inherited = stats.rank();
-                shard.entries.remove(&victim);
-            }
-            let mut text = text();
-            truncate(&mut text, TEXT_LIMIT);
-            let entry = DigestStats {
-                digest,
-                text: text.into(),
-                count: 0,
-                errors: 0,
-                rows: 0,
-                seconds: 0.0,
-                buckets: [0; DIGEST_BUCKETS.len() + 1],
-                inherited,
-            };
-            shard.entries.insert(digest, entry);
-        }
         if let Some(entry) = shard.entries.get_mut(&digest) {
-            entry.count += 1;
-            entry.errors += u64::from(error);
-            entry.rows = entry.rows.saturating_add(rows);
-            let seconds = elapsed.as_secs_f64();
-            entry.seconds += seconds;
-            let bucket = DIGEST_BUCKETS.iter().position(|bound| seconds <= *bound).unwrap_or(DIGEST_BUCKETS.len());
-            if let Some(n) = entry.buckets.get_mut(bucket) {
-                *n += 1;
-            }
+            entry.add(elapsed, rows, error);
+            return;
         }
+        let mut inherited = 0;
+        while shard.entries.len() >= capacity {
+            let Some((&victim, stats)) = shard.entries.iter().min_by_key(|(_, s)| s.rank()) else { break };
+            inherited = stats.rank();
+            shard.entries.remove(&victim);
+        }
+        let mut text = text();
+        truncate(&mut text, TEXT_LIMIT);
+        let mut entry = DigestStats {
+            digest,
+            text: text.into(),
+            count: 0,
+            errors: 0,
+            rows: 0,
+            seconds: 0.0,
+            buckets: [0; DIGEST_BUCKETS.len() + 1],
+            inherited,
+        };
+        entry.add(elapsed, rows, error);
+        shard.entries.insert(digest, entry);
     }
 
     /// Changes the capacity; shrinking evicts the least frequent digests at once. Digests whose

@@ -87,6 +87,7 @@ fn backend_refresh_replaces_roles_and_drops_removed_backends() {
         open: 2,
         in_use: 1,
         max: 50,
+        prepared: 7,
     };
     metrics.refresh(&[row("a", "primary"), row("b", "replica")]);
     metrics.refresh(&[row("a", "replica")]);
@@ -95,4 +96,5 @@ fn backend_refresh_replaces_roles_and_drops_removed_backends() {
     assert!(!text.contains("role=\"primary\""), "{text}");
     assert!(!text.contains("backend=\"b\""), "{text}");
     assert!(text.contains("rwsplit_replica_lag_seconds{backend=\"a\"} 1.5"), "{text}");
+    assert!(text.contains("rwsplit_prepared_statements{backend=\"a\"} 7"), "{text}");
 }
