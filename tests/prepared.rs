@@ -419,4 +419,15 @@ async fn field_list_statistics_and_set_option_answer() {
     assert_eq!(reply[0], 0xFE);
     let packets = client.query_packets("SELECT 1; SELECT 2", true).await;
     assert_eq!(err_code(&packets[0]).map(|e| e.0), Some(1064), "multi-statements off after COM_SET_OPTION");
+    // A statement on a connection without multi-statements, then back on: the session must not
+    // keep using the pool it used a moment ago (its connections were opened without the flag).
+    let one = client.query_packets("SELECT 1", true).await;
+    assert_eq!(err_code(&one[0]), None);
+    client.send_packet(0, b"\x1b\x00\x00").await;
+    let (_, reply) = client.read_packet().await.unwrap();
+    assert_eq!(reply[0], 0xFE);
+    let first = client.query_packets("SELECT 1; SELECT 2", true).await;
+    assert_eq!(err_code(&first[0]), None, "multi-statements on again after COM_SET_OPTION");
+    let second = client.query_reply(true).await;
+    assert!(second.iter().any(|p| p.as_ref() == b"\x012"), "the second result set arrives: {second:?}");
 }

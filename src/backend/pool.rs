@@ -14,7 +14,7 @@
 //! their connections are not retired, so held transactions finish where they are.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -175,6 +175,9 @@ pub struct Pool {
     generation: Arc<AtomicU64>,
     /// `pool.max_connections_per_backend` when the pool was built.
     max: u32,
+    /// Set when [`Pools`] forgets it: a session still holding a handle must look up the current
+    /// pool instead (a reload may have changed the backend's address or the user's credentials).
+    forgotten: Arc<AtomicBool>,
 }
 
 /// Connection counts of one pool, or summed over several.
@@ -198,6 +201,15 @@ impl PoolStats {
 }
 
 impl Pool {
+    /// True once the pool map forgot this pool (reload, drain, failover).
+    pub fn is_forgotten(&self) -> bool {
+        self.forgotten.load(Ordering::Acquire)
+    }
+
+    fn mark_forgotten(&self) {
+        self.forgotten.store(true, Ordering::Release);
+    }
+
     /// Counts of this pool.
     pub fn stats(&self) -> PoolStats {
         let state = self.inner.state();
@@ -284,7 +296,8 @@ impl Pools {
             .idle_timeout(Some(config.idle_timeout))
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
-        let pool = Arc::new(Pool { inner, failures, generation, max: config.max_connections_per_backend.max(1) });
+        let max = config.max_connections_per_backend.max(1);
+        let pool = Arc::new(Pool { inner, failures, generation, max, forgotten: Arc::default() });
         map.pools.insert(key.clone(), pool.clone());
         pool
     }
@@ -338,7 +351,13 @@ impl Pools {
     pub fn drain(&self, backend: BackendIndex) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.generations.entry(backend).or_default().fetch_add(1, Ordering::Relaxed);
-        map.pools.retain(|key, _| key.backend != backend);
+        map.pools.retain(|key, pool| {
+            let keep = key.backend != backend;
+            if !keep {
+                pool.mark_forgotten();
+            }
+            keep
+        });
     }
 
     /// Forgets the pools `pred` selects without retiring their connections (a reload that changed
@@ -349,7 +368,13 @@ impl Pools {
     pub fn forget(&self, pred: impl Fn(&PoolKey) -> bool) -> usize {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let before = map.pools.len();
-        map.pools.retain(|key, _| !pred(key));
+        map.pools.retain(|key, pool| {
+            let keep = !pred(key);
+            if !keep {
+                pool.mark_forgotten();
+            }
+            keep
+        });
         before - map.pools.len()
     }
 

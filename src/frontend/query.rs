@@ -252,7 +252,9 @@ impl Session {
             Target::Backend(index) => index,
             Target::Replica => match self.pick_replica(topology, excluded, config) {
                 Ok(Some(index)) => {
-                    return self.checkout(index, with_schema, config, topology, config.routing.retry_reads).await
+                    // Only a first attempt is retried elsewhere (see `execute`).
+                    let retryable = config.routing.retry_reads && excluded.is_none();
+                    return self.checkout(index, with_schema, config, topology, retryable).await;
                 }
                 Ok(None) => return self.acquire_primary(with_schema, config, topology).await,
                 Err(err) => return Err((err, None)),
@@ -331,11 +333,22 @@ impl Session {
 }
 
 /// The pools a session used, kept between statements so that a statement costs no lookup in the
-/// shared pool map (a lock, a hashed key with the user name). Weak: a pool the map forgot (reload,
-/// drain, failover) is looked up again, and an idle session keeps no forgotten pool alive.
+/// shared pool map (a lock, a hashed key with the user name). Weak, and checked for being forgotten: a
+/// pool the map forgot (reload, drain, failover) is looked up again, and an idle session keeps no
+/// forgotten pool alive. Each handle remembers the whole key but the user (a change of user clears
+/// them all), so `COM_SET_OPTION` or any other change of the result-changing flags finds the pool
+/// of its new key.
 #[derive(Debug, Default)]
 pub(super) struct SessionPools {
-    entries: Vec<(BackendIndex, bool, Weak<Pool>)>,
+    entries: Vec<(SessionPoolKey, Weak<Pool>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SessionPoolKey {
+    backend: BackendIndex,
+    with_schema: bool,
+    capabilities: u32,
+    collation: u8,
 }
 
 impl SessionPools {
@@ -349,15 +362,22 @@ impl SessionPools {
         node: &Node,
         config: &Config,
     ) -> Arc<Pool> {
-        let found = self.entries.iter().position(|(i, w, _)| *i == index && *w == with_schema);
-        if let Some(pool) = found.and_then(|at| self.entries.get(at)).and_then(|(_, _, weak)| weak.upgrade()) {
+        let wanted = SessionPoolKey {
+            backend: index,
+            with_schema,
+            capabilities: (login.capabilities & semantic_capabilities()).bits(),
+            collation: login.collation,
+        };
+        let found = self.entries.iter().position(|(key, _)| *key == wanted);
+        let kept = found.and_then(|at| self.entries.get(at)).and_then(|(_, weak)| weak.upgrade());
+        if let Some(pool) = kept.filter(|pool| !pool.is_forgotten()) {
             return pool;
         }
         let key = PoolKey {
             backend: index,
             user: login.user.name.as_str().to_owned(),
-            capabilities: (login.capabilities & semantic_capabilities()).bits(),
-            collation: login.collation,
+            capabilities: wanted.capabilities,
+            collation: wanted.collation,
             with_schema,
         };
         // Credentials from the running config: a reload that changed them forgot the old pools.
@@ -365,13 +385,13 @@ impl SessionPools {
         let pool = shared.pools.pool(&key, node, user, &config.pool);
         let weak = Arc::downgrade(&pool);
         match found.and_then(|at| self.entries.get_mut(at)) {
-            Some(entry) => entry.2 = weak,
-            None => self.entries.push((index, with_schema, weak)),
+            Some(entry) => entry.1 = weak,
+            None => self.entries.push((wanted, weak)),
         }
         pool
     }
 
-    /// Forgets every handle (the session's user or handshake settings changed).
+    /// Forgets every handle (the session's user changed).
     pub(super) fn clear(&mut self) {
         self.entries.clear();
     }
