@@ -604,7 +604,8 @@ main() {
     echo "user-space proxy. QPS and latencies are medians over the runs; p50/p95 from sysbench's histogram."
     echo "CPU µs/query = (utime+stime) of rwsplit (or the relay) / queries. on replicas = share of statements the"
     echo "nodes counted on replicas."
-    echo "other load = CPU used by processes other than sysbench, rwsplit and MariaDB, as a share of all CPUs."
+    echo "other load = CPU time not charged to sysbench, rwsplit or MariaDB (other processes, unattributed softirq work and"
+    echo "hypervisor steal), as a share of all CPUs."
     echo
     if [[ -s $RUNS_TSV ]]; then report_sysbench; else echo "(sysbench phase skipped)"; fi
     echo
