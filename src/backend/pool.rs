@@ -167,8 +167,8 @@ impl std::ops::DerefMut for Lease {
     }
 }
 
-/// One pool: the bb8 pool plus its manager's failure announcements.
-#[derive(Debug, Clone)]
+/// One pool: the bb8 pool plus its manager's failure announcements. Shared as `Arc<Pool>`.
+#[derive(Debug)]
 pub struct Pool {
     inner: bb8::Pool<Manager>,
     failures: Arc<Failures>,
@@ -177,7 +177,7 @@ pub struct Pool {
     max: u32,
     /// Set when [`Pools`] forgets it: a session still holding a handle must look up the current
     /// pool instead (a reload may have changed the backend's address or the user's credentials).
-    forgotten: Arc<AtomicBool>,
+    forgotten: AtomicBool,
 }
 
 /// Connection counts of one pool, or summed over several.
@@ -297,7 +297,7 @@ impl Pools {
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
         let max = config.max_connections_per_backend.max(1);
-        let pool = Arc::new(Pool { inner, failures, generation, max, forgotten: Arc::default() });
+        let pool = Arc::new(Pool { inner, failures, generation, max, forgotten: AtomicBool::new(false) });
         map.pools.insert(key.clone(), pool.clone());
         pool
     }

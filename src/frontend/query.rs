@@ -280,7 +280,7 @@ impl Session {
         retryable: bool,
     ) -> Result<Lease, (ClientError, Option<BackendIndex>)> {
         let node = topology.node(index).ok_or_else(|| (ClientError::no_primary(), None))?;
-        let pool = self.pools.get(&self.shared, &self.login, index, with_schema, node, config);
+        let pool = self.pools.get(&self.shared, &self.login, index, with_schema, node);
         let timeout = config.pool.checkout_timeout;
         match observe::checkout(&self.shared, &pool, index, node.name(), timeout, retryable).await {
             Ok(lease) => Ok(lease),
@@ -360,7 +360,6 @@ impl SessionPools {
         index: BackendIndex,
         with_schema: bool,
         node: &Node,
-        config: &Config,
     ) -> Arc<Pool> {
         let wanted = SessionPoolKey {
             backend: index,
@@ -380,9 +379,12 @@ impl SessionPools {
             collation: wanted.collation,
             with_schema,
         };
-        // Credentials from the running config: a reload that changed them forgot the old pools.
-        let user = config.user(login.user.name.as_str()).unwrap_or(&login.user);
-        let pool = shared.pools.pool(&key, node, user, &config.pool);
+        // Credentials and pool settings from the config running now, not the `config` the command
+        // loop loaded before it waited for this statement: a reload in between forgot the old pool,
+        // and rebuilding it from the older snapshot would bring back what the reload changed.
+        let live = shared.config.load();
+        let user = live.user(login.user.name.as_str()).unwrap_or(&login.user);
+        let pool = shared.pools.pool(&key, node, user, &live.pool);
         let weak = Arc::downgrade(&pool);
         match found.and_then(|at| self.entries.get_mut(at)) {
             Some(entry) => entry.1 = weak,
