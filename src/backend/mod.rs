@@ -17,7 +17,7 @@ pub use conn::{Conn, ConnectParams, ServerInfo};
 pub use gtid::{Gtid, ParseError as GtidParseError, Position as GtidPosition};
 pub use pool::{Lease, Pool, PoolKey, PoolStats, Pools};
 pub use state::{Applied, State};
-pub use stmt::{GlobalId, StmtCache};
+pub use stmt::{GlobalId, Owner, StmtCache};
 pub use topology::{BackendIndex, Balancer, Health, Node, Replication, Role, Topology, TopologyCell};
 
 use std::time::Duration;

@@ -34,9 +34,6 @@ impl Session {
             command::FIELD_LIST => self.forward(seq, payload, lex(b"SHOW COLUMNS"), Expect::Definitions, config).await,
             command::STATISTICS => self.forward(seq, payload, lex(b"DO 0"), Expect::Single, config).await,
             command::STMT_PREPARE => {
-                if self.prepare_from_registry(body, seq) {
-                    return self.flush_or_close(config).await;
-                }
                 let (stmt, _) = self.classify(body);
                 let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };
                 self.execute(exec, stmt, false, config).await
@@ -60,7 +57,10 @@ impl Session {
                 }
                 Outcome::Continue
             }
-            command::STMT_RESET => match statement_id(payload).ok().and_then(|id| Some((id, self.stmts.reset(id)?))) {
+            command::STMT_RESET => match statement_id(payload)
+                .ok()
+                .and_then(|id| Some((id, self.stmts.reset(id, &self.shared.prepared)?)))
+            {
                 None => self.fail_with(ClientError::unknown_statement(payload, "mysqld_stmt_reset"), seq, config).await,
                 Some((id, true)) => {
                     let stmt = self.cursor_classification(id);

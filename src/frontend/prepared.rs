@@ -1,80 +1,65 @@
-//! Server-side prepared statements. Clients get statement ids from the proxy. The metadata of
-//! each distinct (user, schema, SQL) is kept once in a [`Registry`]; every backend connection
-//! prepares a statement lazily the first time it must execute it (see `backend::StmtCache`), so
-//! a statement prepared once can execute on any replica or on the primary.
+//! Server-side prepared statements. Clients get statement ids from the proxy. Every
+//! `COM_STMT_PREPARE` is prepared on a backend and answered with what the server said then
+//! (parameters, columns, warnings, or its error), never from a cache: a table altered or a view
+//! replaced since, or a `SET NAMES` in between, shows exactly as on a direct connection.
+//!
+//! Each client statement gets its own proxy id ([`StmtMeta`]); backend connections prepare it
+//! lazily the first time it must execute there (see `backend::StmtCache`), so it can run on any
+//! replica or on the primary, and no backend statement is ever shared by two client statements:
+//! one client's long data or statement errors never reach another client. A statement the
+//! client closed is closed on each connection that had it before that connection's next prepare
+//! (or when evicted, or with the connection).
 //!
 //! `COM_STMT_SEND_LONG_DATA` is buffered here until the execute; `COM_STMT_CLOSE` and, without an
-//! open cursor, `COM_STMT_RESET` are answered by the proxy alone. A cursor pins the session to
-//! its connection until the statement is reset, closed or executed again.
+//! open cursor, `COM_STMT_RESET` are answered by the proxy alone (a reset after long data reached
+//! a backend gives the statement a fresh id, so the backend copies that saw it are closed). A
+//! cursor pins the session to its connection until the statement is reset, closed or executed
+//! again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
 use super::query::{relay, RelayError};
 use super::session::Session;
-use crate::backend::{GlobalId, Lease};
+use crate::backend::{GlobalId, Lease, Owner};
 use crate::classify::Classified;
 use crate::protocol::packet::put_packet;
 use crate::protocol::prepare::{execute_types, execute_with_types, set_statement_id, Prepared};
 use crate::protocol::response::{self, Tracker};
 use crate::protocol::{command, Error as WireError};
 
-/// Distinct statements the registry keeps; beyond this the oldest entries are forgotten (clients
-/// holding them keep working: they hold the metadata themselves).
-const REGISTRY_CAPACITY: usize = 10_000;
-
 /// `CURSOR_TYPE_READ_ONLY` in the `COM_STMT_EXECUTE` flags.
 pub const CURSOR_READ_ONLY: u8 = 0x01;
 
-/// What the proxy knows about one distinct prepared statement.
+/// What the proxy knows about one client statement.
 #[derive(Debug)]
 pub struct StmtMeta {
     /// Proxy-wide id, the key in each backend connection's statement cache.
     pub id: GlobalId,
     /// The SQL text as the client sent it.
     pub sql: Bytes,
-    /// Parameter and column definitions from the first prepare.
+    /// Parameter and column definitions the server returned to the client's prepare.
     pub prepared: Prepared,
     /// The statement's classification (routing of each execute).
     pub classified: Classified,
+    /// Alive while the client keeps the statement; backend copies die with it.
+    owner: Arc<Owner>,
 }
 
-type Key = (String, Option<Bytes>, Bytes);
-
-/// Prepared statement metadata shared by all sessions.
+/// Hands out proxy-wide statement ids.
 #[derive(Debug, Default)]
 pub struct Registry {
-    inner: Mutex<RegistryInner>,
-}
-
-#[derive(Debug, Default)]
-struct RegistryInner {
-    by_key: HashMap<Key, Arc<StmtMeta>>,
-    order: std::collections::VecDeque<Key>,
-    next_id: GlobalId,
+    next_id: AtomicU64,
 }
 
 impl Registry {
-    fn get(&self, key: &Key) -> Option<Arc<StmtMeta>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).by_key.get(key).cloned()
-    }
-
-    fn insert(&self, key: Key, prepared: Prepared, classified: Classified) -> Arc<StmtMeta> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.next_id += 1;
-        let meta = Arc::new(StmtMeta { id: inner.next_id, sql: key.2.clone(), prepared, classified });
-        if inner.by_key.insert(key.clone(), meta.clone()).is_none() {
-            inner.order.push_back(key);
-        }
-        while inner.order.len() > REGISTRY_CAPACITY {
-            if let Some(old) = inner.order.pop_front() {
-                inner.by_key.remove(&old);
-            }
-        }
-        meta
+    fn meta(&self, sql: Bytes, prepared: Prepared, classified: Classified) -> Arc<StmtMeta> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(StmtMeta { id, sql, prepared, classified, owner: Arc::new(Owner::default()) })
     }
 }
 
@@ -91,6 +76,8 @@ pub struct ClientStmt {
     types: Option<Bytes>,
     /// A cursor is open for it on the session's held connection.
     pub cursor_open: bool,
+    /// Long data reached a backend copy since the last reset (a failed send leaves state there).
+    long_data_sent: bool,
 }
 
 /// The statements of one session.
@@ -126,8 +113,17 @@ impl ClientStmts {
     fn add(&mut self, meta: Arc<StmtMeta>) -> u32 {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
-        self.map
-            .insert(id, ClientStmt { meta, long_data: Vec::new(), long_data_len: 0, types: None, cursor_open: false });
+        self.map.insert(
+            id,
+            ClientStmt {
+                meta,
+                long_data: Vec::new(),
+                long_data_len: 0,
+                types: None,
+                cursor_open: false,
+                long_data_sent: false,
+            },
+        );
         id
     }
 
@@ -149,11 +145,20 @@ impl ClientStmts {
     }
 
     /// Clears buffered long data and the cursor flag (`COM_STMT_RESET`); returns whether a cursor
-    /// was open, or `None` for an unknown statement.
-    pub fn reset(&mut self, id: u32) -> Option<bool> {
+    /// was open, or `None` for an unknown statement. When long data reached a backend copy since
+    /// the last reset, the statement moves to a fresh id from `registry`: the copies that saw it
+    /// are closed, and the next execute prepares a clean one, as the server's own reset would
+    /// leave it.
+    pub fn reset(&mut self, id: u32, registry: &Registry) -> Option<bool> {
         let stmt = self.map.get_mut(&id)?;
         stmt.long_data.clear();
         stmt.long_data_len = 0;
+        // With a cursor open the reset goes to the backend copy itself, which clears it there.
+        if !stmt.cursor_open && std::mem::take(&mut stmt.long_data_sent) {
+            let old = &stmt.meta;
+            stmt.meta = registry.meta(old.sql.clone(), old.prepared.clone(), old.classified);
+            stmt.types = None;
+        }
         Some(std::mem::replace(&mut stmt.cursor_open, false))
     }
 
@@ -166,21 +171,6 @@ impl ClientStmts {
 }
 
 impl Session {
-    /// The registry key for `sql` in this session.
-    fn key(&self, sql: &[u8]) -> Key {
-        (self.login.user.name.as_str().to_owned(), self.state.schema.clone(), Bytes::copy_from_slice(sql))
-    }
-
-    /// Answers a `COM_STMT_PREPARE` from the registry when the statement is known; returns false
-    /// when it must be prepared on a backend first.
-    pub(super) fn prepare_from_registry(&mut self, sql: &[u8], seq: u8) -> bool {
-        let Some(meta) = self.shared.prepared.get(&self.key(sql)) else { return false };
-        let id = self.stmts.add(meta.clone());
-        let deprecate_eof = self.framing().deprecate_eof;
-        meta.prepared.encode(id, seq.wrapping_add(1), deprecate_eof, self.status, &mut self.io.out);
-        true
-    }
-
     /// Prepares `sql` on `lease` and answers the client (metadata or the server's error).
     pub(super) async fn prepare_on(
         &mut self,
@@ -190,13 +180,14 @@ impl Session {
         seq: u8,
         timeout: Duration,
     ) -> Result<response::Outcome, RelayError> {
+        lease.stmts.close_dead();
         let reply = lease.prepare(sql, timeout).await.map_err(|err| RelayError::Backend { err, sent: false })?;
         let mut outcome = response::Outcome { status: self.status, ..Default::default() };
         match reply {
             Ok(prepared) => {
                 let backend_id = prepared.backend_id;
-                let meta = self.shared.prepared.insert(self.key(sql), prepared, classified);
-                lease.stmts.insert(meta.id, backend_id);
+                let meta = self.shared.prepared.meta(Bytes::copy_from_slice(sql), prepared, classified);
+                lease.stmts.insert(meta.id, backend_id, &meta.owner);
                 let id = self.stmts.add(meta.clone());
                 let deprecate_eof = self.framing().deprecate_eof;
                 meta.prepared.encode(id, seq.wrapping_add(1), deprecate_eof, self.status, &mut self.io.out);
@@ -233,11 +224,13 @@ impl Session {
                 stmt.types = Some(Bytes::copy_from_slice(types));
             }
         }
-        let (backend_id, types_sent) = match lease.stmts.get(meta.id) {
-            Some(found) => found,
-            None => match lease.prepare(&meta.sql, timeout).await.map_err(backend_err)? {
+        let (backend_id, types_sent) = if let Some(found) = lease.stmts.get(meta.id) {
+            found
+        } else {
+            lease.stmts.close_dead();
+            match lease.prepare(&meta.sql, timeout).await.map_err(backend_err)? {
                 Ok(prepared) => {
-                    lease.stmts.insert(meta.id, prepared.backend_id);
+                    lease.stmts.insert(meta.id, prepared.backend_id, &meta.owner);
                     (prepared.backend_id, false)
                 }
                 Err(err) => {
@@ -247,7 +240,7 @@ impl Session {
                     let code = err.get(1..3).map(|c| u16::from_le_bytes([c[0], c[1]]));
                     return Ok(response::Outcome { status: self.status, error: code, ..Default::default() });
                 }
-            },
+            }
         };
         let mut batch = BytesMut::new();
         if is_execute {
@@ -260,6 +253,7 @@ impl Session {
                 put_packet(&mut batch, 0, &chunk);
             }
             stmt.long_data_len = 0;
+            stmt.long_data_sent |= !batch.is_empty();
         }
         let mut command = match (is_execute, execute_types(payload, params), &stmt.types) {
             (true, Ok(None), Some(types)) if !types_sent && params > 0 => {
