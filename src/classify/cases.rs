@@ -359,6 +359,8 @@ pub(crate) const CASES: &[Case] = &[
     c("SELECT seq.nextval", "Select", W, SEQ),
     c("INSERT INTO t VALUES (NEXT VALUE FOR s, 1)", "Insert", W, SEQ),
     c("SELECT LAST_INSERT_ID()", "Select", W, F::LAST_INSERT_ID),
+    c("SELECT @@identity", "Select", W, F::LAST_INSERT_ID),
+    c("SELECT @@session.last_insert_id", "Select", W, F::LAST_INSERT_ID),
     c("SELECT FOUND_ROWS()", "Select", W, F::FOUND_ROWS),
     c("SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 10", "Select", W, F::CALC_FOUND_ROWS),
     c("SELECT ROW_COUNT()", "Select", W, F::ROW_COUNT),

@@ -287,6 +287,9 @@ impl<'a, S: Sink> Cursor<'a, S> {
                 let name = sysvar_name(self.text(t));
                 if name.eq_ignore_ascii_case(b"warning_count") || name.eq_ignore_ascii_case(b"error_count") {
                     self.flags |= Flags::WARNINGS_QUERY;
+                } else if name.eq_ignore_ascii_case(b"identity") || name.eq_ignore_ascii_case(b"last_insert_id") {
+                    // Both are `LAST_INSERT_ID()` under another name.
+                    self.flags |= Flags::LAST_INSERT_ID;
                 }
             }
             TokKind::Op if t.byte == b':' && prev_kind == Some(TokKind::UserVar) => {

@@ -135,7 +135,6 @@ fn hold_label(hold: Hold) -> &'static str {
     match hold {
         Hold::Pinned => "pinned",
         Hold::Transaction => "transaction",
-        Hold::Previous => "previous",
     }
 }
 

@@ -27,7 +27,7 @@ use super::ClientError;
 use crate::backend::{self, BackendIndex, Gtid, Lease, Topology};
 use crate::config::{Config, Consistency, NoReplica};
 use crate::protocol::okerr::STATUS_IN_TRANS;
-use crate::router::{Hold, Target};
+use crate::router::Target;
 
 /// While a write waits for a primary, it tries the current one again this often even if the
 /// monitor published nothing (a primary that only blipped).
@@ -37,15 +37,13 @@ impl Session {
     /// Drops a held connection that a failover retired; see the module docs. `seq` is the
     /// client's command sequence id. `None` when the statement may run.
     pub(super) async fn leave_retired(&mut self, seq: u8, config: &Config) -> Option<Outcome> {
-        let (lease, hold) = self.held.as_ref()?;
+        let (lease, _) = self.held.as_ref()?;
         if !lease.is_retired() {
             return None;
         }
-        let (backend, hold) = (lease.backend, *hold);
+        let backend = lease.backend;
         self.held = None;
-        if hold == Hold::Previous {
-            return None;
-        }
+        self.previous.connection_lost();
         let in_transaction = self.status & STATUS_IN_TRANS != 0;
         tracing::warn!(backend = backend.0, in_transaction, "held backend connection retired by a failover");
         self.forget_backend_state();

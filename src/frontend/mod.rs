@@ -14,6 +14,7 @@ pub mod kill;
 mod observe;
 mod pins;
 pub mod prepared;
+mod previous;
 mod query;
 mod session;
 pub mod tls;

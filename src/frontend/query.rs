@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::auth::Login;
 use super::observe;
 use super::pins::Pins;
+use super::previous;
 use super::session::{ClientIo, Session, FLUSH_AT};
 use super::{ClientError, Shared};
 use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
@@ -106,18 +107,23 @@ impl Session {
         if let Some(outcome) = self.leave_retired(exec.seq, config).await {
             return outcome;
         }
+        let question = match exec.work {
+            Work::Forward(payload) if !stmt.flags.contains(Flags::MULTI) => previous::query_text(payload),
+            _ => None,
+        };
+        if let Some(kept) = question.and_then(|sql| self.previous.kept_warnings(sql)).cloned() {
+            let (timeout, framing, status) = (config.pool.query_timeout, self.framing(), self.status);
+            return match previous::replay(&mut self.io, &kept, framing, exec.seq, status, timeout).await {
+                Ok(_) => Outcome::Continue,
+                Err(_) => Outcome::Close,
+            };
+        }
         // USE gives the connection a schema, so it must come from a pool for sessions with one.
         let with_schema = self.state.schema.is_some() || stmt.kind == Kind::Use;
         let situation = Situation { hold: self.held.as_ref().map(|(_, h)| *h), autocommit: self.autocommit() };
         let route = router::route(&stmt, all_reads, situation, &topology);
         let mut rec = observe::Statement::start(&self.observed, &exec, &stmt, route.target, &topology, config);
         tracing::debug!(target_ = ?route.target, reason = route.reason, kind = ?stmt.kind, "route");
-        if route.target != Target::Held {
-            // A connection kept only for questions about the previous statement goes back now.
-            if matches!(self.held, Some((_, Hold::Previous))) {
-                self.held = None;
-            }
-        }
         let timeout = config.pool.query_timeout;
         let mut excluded: Option<BackendIndex> = None;
         loop {
@@ -150,8 +156,30 @@ impl Session {
             }
             self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
+            let held = route.target == Target::Held;
+            let value = question.and_then(previous::value_question).filter(|_| !held);
             let result = match exec.work {
-                Work::Forward(payload) => relay(&mut lease, &mut self.io, &mut tracker, &[], payload, timeout).await,
+                Work::Forward(payload) if value.is_some() => {
+                    let value = value.map_or(0, |which| self.previous.value(which));
+                    let status = self.status;
+                    previous::answer_value(&mut lease, &mut self.io, &mut tracker, payload, value, status, timeout)
+                        .await
+                        .map_err(|err| RelayError::Backend { err, sent: false })
+                }
+                Work::Forward(payload) => {
+                    let restore = if question.is_some() && stmt.flags.contains(Flags::WARNINGS_QUERY) {
+                        self.previous.restore()
+                    } else {
+                        None
+                    };
+                    match restore {
+                        Some(prefix) => match lease.command_reply(&prefix, timeout).await {
+                            Ok(_) => relay(&mut lease, &mut self.io, &mut tracker, &[], payload, timeout).await,
+                            Err(err) => Err(RelayError::Backend { err, sent: false }),
+                        },
+                        None => relay(&mut lease, &mut self.io, &mut tracker, &[], payload, timeout).await,
+                    }
+                }
                 Work::Prepare(sql) => self.prepare_on(&mut lease, sql, stmt, exec.seq, timeout).await,
                 Work::Statement { id, payload } => {
                     self.execute_on(&mut lease, id, payload, &mut tracker, timeout).await
@@ -170,7 +198,18 @@ impl Session {
                         Work::Forward(_) => stmt,
                     };
                     rec.done(&topology, lease.backend, &outcome);
-                    self.after(lease, &effect, outcome);
+                    if !matches!(exec.work, Work::Prepare(_)) {
+                        self.previous.record(&effect, sql_of(&exec), &outcome);
+                    }
+                    let hold = self.after(&mut lease, &effect, outcome);
+                    if hold.is_none() && self.previous.needs_fetch() {
+                        if let Err(err) = self.previous.fetch(&mut lease, timeout).await {
+                            tracing::debug!(error = %err, "fetching the previous statement's diagnostics failed");
+                            lease.broken = true;
+                            self.previous.connection_lost();
+                        }
+                    }
+                    self.held = hold.map(|h| (lease, h));
                     return Outcome::Continue;
                 }
                 Err(RelayError::Client(err)) => {
@@ -225,6 +264,7 @@ impl Session {
         tracing::warn!(error = %err, "backend failed mid-statement");
         let had_state = !self.pins.is_empty() || self.status & STATUS_IN_TRANS != 0;
         self.held = None;
+        self.previous.connection_lost();
         let sent = self.reply_error(&ClientError::lost_backend(err), seq, config).await;
         if had_state || !sent {
             Outcome::Close
@@ -295,8 +335,9 @@ impl Session {
         }
     }
 
-    /// Updates the session from a complete response and decides whether to keep the connection.
-    fn after(&mut self, mut lease: Lease, stmt: &Classified, outcome: response::Outcome) {
+    /// Updates the session from a complete response and decides whether to keep the connection
+    /// (`None`: it goes back to its pool).
+    fn after(&mut self, lease: &mut Lease, stmt: &Classified, outcome: response::Outcome) -> Option<Hold> {
         let session_state = outcome.session_state.as_deref();
         let applied = self.state.apply(session_state, outcome.last_insert_id);
         lease.state.apply(session_state, outcome.last_insert_id);
@@ -317,18 +358,15 @@ impl Session {
             self.shared.count_pins(added);
             self.pins = pins;
         }
-        let is_dml =
-            matches!(stmt.kind, Kind::Insert | Kind::Update | Kind::Delete | Kind::Replace | Kind::Load | Kind::Call);
-        let hold = if !self.pins.is_empty() {
+        // What the statement left for questions about it is kept by `self.previous`, so no
+        // connection is held while the client is idle only for those.
+        if !self.pins.is_empty() {
             Some(Hold::Pinned)
         } else if self.status & STATUS_IN_TRANS != 0 {
             Some(Hold::Transaction)
-        } else if outcome.warnings > 0 || stmt.flags.contains(Flags::CALC_FOUND_ROWS) || is_dml {
-            Some(Hold::Previous)
         } else {
             None
-        };
-        self.held = hold.map(|h| (lease, h));
+        }
     }
 }
 
@@ -396,6 +434,14 @@ impl SessionPools {
     /// Forgets every handle (the session's user changed).
     pub(super) fn clear(&mut self) {
         self.entries.clear();
+    }
+}
+
+/// The SQL text of a query command (`None` for other commands).
+fn sql_of<'a>(exec: &Exec<'a>) -> Option<&'a [u8]> {
+    match exec.work {
+        Work::Forward(payload) => previous::query_text(payload),
+        _ => None,
     }
 }
 

@@ -94,6 +94,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
         stmts: ClientStmts::default(),
         observed: observe::join(&shared, id, peer, &user_name),
         pools: SessionPools::default(),
+        previous: Default::default(),
     };
     if session.finish_login().await {
         tracing::debug!("client logged in");
@@ -101,10 +102,8 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
     }
     // A connection kept for a transaction or pinned state carries this client's open transaction,
     // temporary tables, locks...: it must never go back to the pool.
-    if let Some((mut lease, hold)) = session.held.take() {
-        if hold != Hold::Previous || session.status & crate::protocol::okerr::STATUS_IN_TRANS != 0 {
-            lease.broken = true;
-        }
+    if let Some((mut lease, _)) = session.held.take() {
+        lease.broken = true;
     }
     shared.sessions.unregister(id);
     shared.release_user(session.login.user.name.as_str());
@@ -138,6 +137,8 @@ pub(super) struct Session {
     pub(super) stmts: ClientStmts,
     /// The pools this session used.
     pub(super) pools: SessionPools,
+    /// What the previous statements left for questions about them.
+    pub(super) previous: super::previous::Previous,
 }
 
 impl Session {

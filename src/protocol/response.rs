@@ -90,6 +90,10 @@ pub struct Outcome {
     pub warnings: u16,
     /// Rows forwarded over all result sets.
     pub rows: u64,
+    /// Rows of the last result set.
+    pub last_result_rows: u64,
+    /// The response had a result set (as opposed to only OK/ERR).
+    pub result_set: bool,
     /// The error code if the response ended with an ERR packet.
     pub error: Option<u16>,
     /// Session-state information of every OK in the response, concatenated.
@@ -154,6 +158,11 @@ impl Tracker {
         self.seq
     }
 
+    /// The client's framing this tracker writes.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
     /// The backend's sequence id of the last frame forwarded (the `LOCAL INFILE` request before
     /// the client's data is relayed).
     pub fn last_backend_seq(&self) -> u8 {
@@ -210,6 +219,8 @@ impl Tracker {
                     return Err(Error::malformed("column count"));
                 }
                 self.forward(&mut frame, out);
+                self.outcome.result_set = true;
+                self.outcome.last_result_rows = 0;
                 self.state = State::Columns(columns);
                 Ok(Step::More)
             }
@@ -245,6 +256,7 @@ impl Tracker {
                     self.state = State::Rows { eof_due: false };
                 }
                 self.outcome.rows += 1;
+                self.outcome.last_result_rows += 1;
                 self.continuation = frame.is_continued();
                 self.forward(&mut frame, out);
                 Ok(Step::More)

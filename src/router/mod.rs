@@ -36,9 +36,6 @@ pub enum Hold {
     Pinned,
     /// A transaction is open on it.
     Transaction,
-    /// The previous statement left something only that connection can answer (warnings,
-    /// `FOUND_ROWS()`, `ROW_COUNT()`); kept until the next statement.
-    Previous,
 }
 
 /// What the router needs to know about the session.
@@ -50,9 +47,6 @@ pub struct Situation {
     pub autocommit: bool,
 }
 
-/// Statement flags that refer to the previous statement's connection.
-const ABOUT_PREVIOUS: Flags = Flags::WARNINGS_QUERY.union(Flags::FOUND_ROWS).union(Flags::ROW_COUNT);
-
 /// Decides where one statement runs. `all_reads` tells, for a multi-statement packet, whether
 /// every statement in it is a read.
 pub fn route(stmt: &Classified, all_reads: bool, situation: Situation, topology: &Topology) -> Route {
@@ -60,9 +54,6 @@ pub fn route(stmt: &Classified, all_reads: bool, situation: Situation, topology:
     match situation.hold {
         Some(Hold::Pinned) => return to(Target::Held, "session pinned to its connection"),
         Some(Hold::Transaction) => return to(Target::Held, "inside a transaction"),
-        Some(Hold::Previous) if stmt.flags.intersects(ABOUT_PREVIOUS) => {
-            return to(Target::Held, "about the previous statement")
-        }
         _ => {}
     }
     match stmt.hint {

@@ -37,9 +37,6 @@ fn statements_route_by_class_and_situation() {
         ("SELECT 1", Situation { hold: None, autocommit: false }, Target::Primary),
         ("SELECT 1", Situation { hold: Some(Hold::Transaction), autocommit: true }, Target::Held),
         ("/* rwsplit:replica */ SELECT 1", Situation { hold: Some(Hold::Pinned), autocommit: true }, Target::Held),
-        ("SHOW WARNINGS", Situation { hold: Some(Hold::Previous), autocommit: true }, Target::Held),
-        ("SELECT FOUND_ROWS()", Situation { hold: Some(Hold::Previous), autocommit: true }, Target::Held),
-        ("SELECT 1", Situation { hold: Some(Hold::Previous), autocommit: true }, Target::Replica),
     ];
     for (sql, situation, expected) in cases {
         let stmt = lex(sql.as_bytes());
