@@ -74,7 +74,9 @@ impl State {
                     }
                 }
                 Ok(Change::Schema(name)) => {
-                    self.schema = Some(Bytes::copy_from_slice(name));
+                    // An empty name: the session's schema was dropped (`DROP DATABASE` of the
+                    // current one), which leaves MariaDB sessions with none selected.
+                    self.schema = (!name.is_empty()).then(|| Bytes::copy_from_slice(name));
                     explained = true;
                 }
                 Ok(Change::StateChanged(true)) => changed = true,

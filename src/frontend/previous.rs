@@ -81,13 +81,17 @@ pub(super) struct Previous {
     found_rows_pending: bool,
 }
 
-/// A question this module answers itself, with the server's metadata and the session's value.
+/// A value a question about the previous statement asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Value {
-    /// `SELECT ROW_COUNT()`.
+    /// `ROW_COUNT()`.
     RowCount,
-    /// `SELECT FOUND_ROWS()`.
+    /// `FOUND_ROWS()`.
     FoundRows,
+    /// `@@warning_count`, `SHOW COUNT(*) WARNINGS`.
+    WarningCount,
+    /// `@@error_count`, `SHOW COUNT(*) ERRORS`.
+    ErrorCount,
 }
 
 impl Previous {
@@ -142,12 +146,34 @@ impl Previous {
         self.found_rows_pending = false;
     }
 
-    /// The kept `SHOW WARNINGS` response when `sql` is exactly `SHOW WARNINGS`.
-    pub(super) fn kept_warnings(&self, sql: &[u8]) -> Option<&Bytes> {
-        match &self.diagnostics {
-            Diagnostics::Kept(kept) if is_exactly(sql, &[b"SHOW", b"WARNINGS"]) => Some(&kept.response),
-            _ => None,
+    /// The answer to `SHOW WARNINGS` or `SHOW ERRORS` (exactly those) from the kept response.
+    pub(super) fn kept_answer(&self, sql: &[u8]) -> Option<Bytes> {
+        let Diagnostics::Kept(kept) = &self.diagnostics else { return None };
+        if is_exactly(sql, &[b"SHOW", b"WARNINGS"]) {
+            return Some(kept.response.clone());
         }
+        if !is_exactly(sql, &[b"SHOW", b"ERRORS"]) {
+            return None;
+        }
+        // Same columns as SHOW WARNINGS; only the rows at level Error.
+        let mut out = BytesMut::with_capacity(kept.response.len());
+        let mut seq = 1u8;
+        let mut columns = None;
+        for (index, payload) in payloads(&kept.response).enumerate() {
+            let keep = match columns {
+                None => {
+                    columns = Reader::new(payload, "column count").lenenc_int().ok();
+                    true
+                }
+                Some(n) if (index as u64) <= n => true,
+                Some(_) if payload.first() == Some(&0xFE) => true,
+                Some(_) => Reader::new(payload, "row").lenenc_bytes().is_ok_and(|l| l.eq_ignore_ascii_case(b"Error")),
+            };
+            if keep {
+                seq = crate::protocol::packet::put_packet(&mut out, seq, payload);
+            }
+        }
+        Some(out.freeze())
     }
 
     /// The statement (a `COM_QUERY` payload) to run before a diagnostics question on a connection
@@ -163,35 +189,70 @@ impl Previous {
         }
     }
 
-    /// The session's value for a recognised question.
-    pub(super) fn value(&self, which: Value) -> i64 {
-        match which {
-            Value::RowCount => self.row_count,
-            Value::FoundRows => i64::try_from(self.found_rows).unwrap_or(i64::MAX),
-        }
+    /// The session's values for a recognised question, or `None` when the question must run as
+    /// it is (the diagnostics are on the held connection, or there are none to substitute).
+    pub(super) fn values(&self, question: &[Value], held: bool) -> Option<Vec<i64>> {
+        let kept = match &self.diagnostics {
+            Diagnostics::Kept(kept) => Some(kept),
+            _ => None,
+        };
+        question
+            .iter()
+            .map(|value| match value {
+                Value::RowCount | Value::FoundRows if held => None,
+                Value::RowCount => Some(self.row_count),
+                Value::FoundRows => Some(i64::try_from(self.found_rows).unwrap_or(i64::MAX)),
+                Value::WarningCount => kept.map(|k| k.conditions.len() as i64),
+                Value::ErrorCount => {
+                    kept.map(|k| k.conditions.iter().filter(|c| c.level.eq_ignore_ascii_case(b"Error")).count() as i64)
+                }
+            })
+            .collect()
     }
 }
 
-/// `SELECT ROW_COUNT()` or `SELECT FOUND_ROWS()` alone (any case, spacing, an alias, a `;`).
-pub(super) fn value_question(sql: &[u8]) -> Option<Value> {
+/// The values a plain question asks for, in column order: `SELECT` of a list of `ROW_COUNT()`,
+/// `FOUND_ROWS()`, `@@[session.]warning_count`, `@@[session.]error_count` (a single item may
+/// carry an alias), or `SHOW COUNT(*) WARNINGS|ERRORS`. Anything else: `None`.
+pub(super) fn value_question(sql: &[u8]) -> Option<Vec<Value>> {
     let words = words(sql)?;
-    let (select, rest) = words.split_first()?;
-    if !select.eq_ignore_ascii_case(b"SELECT") {
+    let (first, rest) = words.split_first()?;
+    if first.eq_ignore_ascii_case(b"SHOW") {
+        return match rest {
+            [count, what] if count.eq_ignore_ascii_case(b"COUNT(*)") => {
+                if what.eq_ignore_ascii_case(b"WARNINGS") {
+                    Some(vec![Value::WarningCount])
+                } else if what.eq_ignore_ascii_case(b"ERRORS") {
+                    Some(vec![Value::ErrorCount])
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+    }
+    if !first.eq_ignore_ascii_case(b"SELECT") {
         return None;
     }
-    let (call, alias) = rest.split_first()?;
-    let which = if call.eq_ignore_ascii_case(b"ROW_COUNT()") {
-        Value::RowCount
-    } else if call.eq_ignore_ascii_case(b"FOUND_ROWS()") {
-        Value::FoundRows
-    } else {
-        return None;
+    let item = |word: &[u8]| -> Option<Value> {
+        let word = word.to_ascii_lowercase();
+        let var = word.strip_prefix(b"@@session.").or_else(|| word.strip_prefix(b"@@"));
+        match (var, &word[..]) {
+            (Some(b"warning_count"), _) => Some(Value::WarningCount),
+            (Some(b"error_count"), _) => Some(Value::ErrorCount),
+            (None, b"row_count()") => Some(Value::RowCount),
+            (None, b"found_rows()") => Some(Value::FoundRows),
+            _ => None,
+        }
     };
-    match alias {
-        [] => Some(which),
-        [one] if is_plain_name(one) => Some(which),
-        [as_, _name] if as_.eq_ignore_ascii_case(b"AS") && is_plain_name(_name) => Some(which),
-        _ => None,
+    match rest {
+        [one] if !one.contains(&b',') => Some(vec![item(one)?]),
+        [one, alias] if is_plain_name(alias) => Some(vec![item(one)?]),
+        [one, as_, alias] if as_.eq_ignore_ascii_case(b"AS") && is_plain_name(alias) => Some(vec![item(one)?]),
+        _ => {
+            let list = rest.concat();
+            list.split(|b| *b == b',').map(item).collect()
+        }
     }
 }
 
@@ -376,13 +437,13 @@ pub(super) async fn replay(
 }
 
 /// Runs a recognised value question on `lease` and relays the server's answer with the single
-/// row's value replaced by `value`: the column metadata, status and framing are the server's.
+/// row's cells replaced by `values`: the column metadata, status and framing are the server's.
 pub(super) async fn answer_value(
     lease: &mut Lease,
     io: &mut ClientIo,
     tracker: &mut Tracker,
     payload: &[u8],
-    value: i64,
+    values: &[i64],
     status: u16,
     timeout: Duration,
 ) -> Result<Outcome, BackendError> {
@@ -405,7 +466,9 @@ pub(super) async fn answer_value(
         let seq = u8::try_from(index & 0xFF).unwrap_or(0);
         if is_row {
             let mut row = BytesMut::new();
-            put_lenenc_bytes(&mut row, value.to_string().as_bytes());
+            for value in values {
+                put_lenenc_bytes(&mut row, value.to_string().as_bytes());
+            }
             crate::protocol::packet::put_packet(&mut rewritten, seq, &row);
         } else {
             crate::protocol::packet::put_packet(&mut rewritten, seq, payload);
@@ -444,9 +507,15 @@ mod tests {
 
     #[test]
     fn value_questions_are_recognised_only_in_their_plain_forms() {
-        assert_eq!(value_question(b"SELECT ROW_COUNT()"), Some(Value::RowCount));
-        assert_eq!(value_question(b" select found_rows ( ) ; "), Some(Value::FoundRows));
-        assert_eq!(value_question(b"SELECT ROW_COUNT() AS n"), Some(Value::RowCount));
+        use Value::*;
+        assert_eq!(value_question(b"SELECT ROW_COUNT()"), Some(vec![RowCount]));
+        assert_eq!(value_question(b" select found_rows ( ) ; "), Some(vec![FoundRows]));
+        assert_eq!(value_question(b"SELECT ROW_COUNT() AS n"), Some(vec![RowCount]));
+        assert_eq!(
+            value_question(b"SELECT @@warning_count, @@session.error_count"),
+            Some(vec![WarningCount, ErrorCount])
+        );
+        assert_eq!(value_question(b"show count(*) errors"), Some(vec![ErrorCount]));
         assert_eq!(value_question(b"SELECT ROW_COUNT(), 1"), None);
         assert_eq!(value_question(b"SELECT ROW_COUNT() FROM t"), None);
         assert_eq!(value_question(b"SELECT /* x */ ROW_COUNT()"), None);

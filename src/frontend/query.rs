@@ -39,6 +39,7 @@ pub(super) struct Exec<'a> {
 }
 
 /// The backend part of a command.
+#[derive(Clone, Copy)]
 pub(super) enum Work<'a> {
     /// Forward the command payload unchanged.
     Forward(&'a [u8]),
@@ -111,7 +112,7 @@ impl Session {
             Work::Forward(payload) if !stmt.flags.contains(Flags::MULTI) => previous::query_text(payload),
             _ => None,
         };
-        if let Some(kept) = question.and_then(|sql| self.previous.kept_warnings(sql)).cloned() {
+        if let Some(kept) = question.and_then(|sql| self.previous.kept_answer(sql)) {
             let (timeout, framing, status) = (config.pool.query_timeout, self.framing(), self.status);
             return match previous::replay(&mut self.io, &kept, framing, exec.seq, status, timeout).await {
                 Ok(_) => Outcome::Continue,
@@ -157,16 +158,16 @@ impl Session {
             self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
             let held = route.target == Target::Held;
-            let value = question.and_then(previous::value_question).filter(|_| !held);
-            let result = match exec.work {
-                Work::Forward(payload) if value.is_some() => {
-                    let value = value.map_or(0, |which| self.previous.value(which));
+            let values =
+                question.and_then(previous::value_question).and_then(|asked| self.previous.values(&asked, held));
+            let result = match (exec.work, values) {
+                (Work::Forward(payload), Some(values)) => {
                     let status = self.status;
-                    previous::answer_value(&mut lease, &mut self.io, &mut tracker, payload, value, status, timeout)
+                    previous::answer_value(&mut lease, &mut self.io, &mut tracker, payload, &values, status, timeout)
                         .await
                         .map_err(|err| RelayError::Backend { err, sent: false })
                 }
-                Work::Forward(payload) => {
+                (Work::Forward(payload), None) => {
                     let restore = if question.is_some() && stmt.flags.contains(Flags::WARNINGS_QUERY) {
                         self.previous.restore()
                     } else {
@@ -180,8 +181,8 @@ impl Session {
                         None => relay(&mut lease, &mut self.io, &mut tracker, &[], payload, timeout).await,
                     }
                 }
-                Work::Prepare(sql) => self.prepare_on(&mut lease, sql, stmt, exec.seq, timeout).await,
-                Work::Statement { id, payload } => {
+                (Work::Prepare(sql), _) => self.prepare_on(&mut lease, sql, stmt, exec.seq, timeout).await,
+                (Work::Statement { id, payload }, _) => {
                     self.execute_on(&mut lease, id, payload, &mut tracker, timeout).await
                 }
             };
