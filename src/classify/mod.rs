@@ -131,6 +131,13 @@ impl Statements<'_> {
     }
 }
 
+impl<'a> Statements<'a> {
+    /// Each statement with its byte range in the packet.
+    pub fn with_ranges(mut self) -> impl Iterator<Item = (Classified, Range<usize>)> + 'a {
+        std::iter::from_fn(move || self.next_part())
+    }
+}
+
 impl Iterator for Statements<'_> {
     type Item = Classified;
 

@@ -184,6 +184,8 @@ impl Session {
         }
         self.state = State { schema: self.state.schema.clone(), ..State::default() };
         self.pins = Pins::default();
+        self.ledger.clear();
+        self.previous = Default::default();
         self.stmts.clear();
         self.status = STATUS_AUTOCOMMIT;
     }

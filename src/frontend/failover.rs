@@ -164,6 +164,8 @@ impl Session {
     fn forget_backend_state(&mut self) {
         self.held = None;
         self.pins = Pins::default();
+        self.ledger.clear();
+        self.previous.connection_lost();
         // Cursors lived on the dropped connection.
         self.stmts.close_cursors();
         self.status &= !STATUS_IN_TRANS;

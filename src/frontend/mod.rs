@@ -12,6 +12,7 @@ mod error;
 mod failover;
 pub mod kill;
 mod observe;
+mod pin_ends;
 mod pins;
 pub mod prepared;
 mod previous;

@@ -321,7 +321,7 @@ fn opens_a_table(stmt: &Classified, sql: Option<&[u8]>) -> bool {
 }
 
 /// True when `FROM` (outside quotes) is followed by something other than `DUAL`.
-fn has_from_table(sql: &[u8]) -> bool {
+pub(super) fn has_from_table(sql: &[u8]) -> bool {
     let mut i = 0;
     while i < sql.len() {
         match sql[i] {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::auth::Login;
 use super::observe;
+use super::pin_ends::Ledger;
 use super::pins::Pins;
 use super::previous;
 use super::session::{ClientIo, Session, FLUSH_AT};
@@ -83,13 +84,17 @@ impl Session {
         }
     }
 
+    fn sql_mode(&self) -> SqlMode {
+        SqlMode {
+            no_backslash_escapes: self.status & STATUS_NO_BACKSLASH_ESCAPES != 0,
+            ansi_quotes: self.status & STATUS_ANSI_QUOTES != 0,
+        }
+    }
+
     /// Classifies SQL text under the session's SQL mode; also tells whether a multi-statement
     /// packet holds only reads.
     pub(super) fn classify(&self, sql: &[u8]) -> (Classified, bool) {
-        let mode = SqlMode {
-            no_backslash_escapes: self.status & STATUS_NO_BACKSLASH_ESCAPES != 0,
-            ansi_quotes: self.status & STATUS_ANSI_QUOTES != 0,
-        };
+        let mode = self.sql_mode();
         let classifier = &self.shared.classifier;
         let stmt = classifier.classify_in(sql, mode);
         let all_reads = stmt.flags.contains(Flags::MULTI) && classifier.is_all_reads(sql, mode);
@@ -202,7 +207,7 @@ impl Session {
                     if !matches!(exec.work, Work::Prepare(_)) {
                         self.previous.record(&effect, sql_of(&exec), &outcome);
                     }
-                    let hold = self.after(&mut lease, &effect, outcome);
+                    let hold = self.after(&mut lease, &effect, sql_of(&exec), outcome);
                     if hold.is_none() && self.previous.needs_fetch() {
                         if let Err(err) = self.previous.fetch(&mut lease, timeout).await {
                             tracing::debug!(error = %err, "fetching the previous statement's diagnostics failed");
@@ -338,7 +343,13 @@ impl Session {
 
     /// Updates the session from a complete response and decides whether to keep the connection
     /// (`None`: it goes back to its pool).
-    fn after(&mut self, lease: &mut Lease, stmt: &Classified, outcome: response::Outcome) -> Option<Hold> {
+    fn after(
+        &mut self,
+        lease: &mut Lease,
+        stmt: &Classified,
+        sql: Option<&[u8]>,
+        outcome: response::Outcome,
+    ) -> Option<Hold> {
         let session_state = outcome.session_state.as_deref();
         let applied = self.state.apply(session_state, outcome.last_insert_id);
         lease.state.apply(session_state, outcome.last_insert_id);
@@ -346,17 +357,33 @@ impl Session {
             lease.broken = true;
         }
         self.status = outcome.status;
+        let in_transaction = self.status & STATUS_IN_TRANS != 0;
         let mut pins = self.pins;
-        if outcome.error.is_none() || stmt.flags.contains(Flags::MULTI) {
-            pins.insert(Pins::from_statement(stmt));
+        let multi = stmt.flags.contains(Flags::MULTI);
+        match (outcome.error, sql) {
+            (None, Some(sql)) if multi => {
+                // Every statement of the packet counts, in order.
+                for (part, range) in crate::classify::classify_all(sql, self.sql_mode()).with_ranges() {
+                    pins = self.ledger.apply(pins, &part, sql.get(range), in_transaction);
+                }
+            }
+            (None, _) => pins = self.ledger.apply(pins, stmt, sql, in_transaction),
+            (Some(_), _) if multi => pins = self.ledger.failed_part_way(pins, stmt),
+            (Some(_), _) => {}
         }
-        if applied.unexplained_change {
+        if applied.unexplained_change && !Ledger::explains_state_change(stmt) {
             pins.insert(Pins::STATE_CHANGE);
         }
         let added = pins.added_since(self.pins);
         if !added.is_empty() {
             tracing::debug!(reasons = ?added.labels().collect::<Vec<_>>(), "session pinned to its backend connection");
             self.shared.count_pins(added);
+        }
+        if pins != self.pins {
+            let ended = self.pins.added_since(pins);
+            if !ended.is_empty() {
+                tracing::debug!(reasons = ?ended.labels().collect::<Vec<_>>(), "pin ended");
+            }
             self.pins = pins;
         }
         // What the statement left for questions about it is kept by `self.previous`, so no

@@ -95,6 +95,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
         observed: observe::join(&shared, id, peer, &user_name),
         pools: SessionPools::default(),
         previous: Default::default(),
+        ledger: Default::default(),
     };
     if session.finish_login().await {
         tracing::debug!("client logged in");
@@ -139,6 +140,8 @@ pub(super) struct Session {
     pub(super) pools: SessionPools,
     /// What the previous statements left for questions about them.
     pub(super) previous: super::previous::Previous,
+    /// What the session's pins consist of, to see when each ends.
+    pub(super) ledger: super::pin_ends::Ledger,
 }
 
 impl Session {
