@@ -4,20 +4,25 @@
 
 use super::{Answer, Table};
 use crate::backend::Topology;
-use crate::config::NoReplica;
+use crate::config::{NoReplica, UnknownFunctions};
 use crate::frontend::Shared;
 use crate::router::{self, Situation, Target};
 
 /// Answers `EXPLAIN ROUTE`: route (`primary` or `replica`), backend, reason, kind, digest and the
 /// normalized text.
 pub fn route(shared: &Shared, sql: &str) -> Answer {
+    use crate::classify::Flags;
     let topology = shared.topology.load_full();
-    let stmt = shared.classifier.classify(sql.as_bytes());
-    let all_reads = stmt.flags.contains(crate::classify::Flags::MULTI)
-        && shared.classifier.is_all_reads(sql.as_bytes(), crate::classify::SqlMode::default());
+    let config = shared.config.load();
+    let ignore =
+        if config.routing.unknown_functions == UnknownFunctions::Replica { Flags::UNKNOWN_FN } else { Flags::EMPTY };
+    let mut stmt = shared.classifier.classify(sql.as_bytes());
+    stmt.flags.remove(ignore);
+    let all_reads = stmt.flags.contains(Flags::MULTI)
+        && shared.classifier.is_all_reads(sql.as_bytes(), crate::classify::SqlMode::default(), ignore);
     let situation = Situation { hold: None, autocommit: true };
     let decision = router::route(&stmt, all_reads, situation, &topology);
-    let fallback = shared.config.load().routing.no_replica == NoReplica::Primary;
+    let fallback = config.routing.no_replica == NoReplica::Primary;
     let (route, backend) = target(decision.target, &topology, fallback);
     let mut normalized = String::new();
     crate::classify::normalize(sql.as_bytes(), &mut normalized);

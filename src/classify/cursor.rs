@@ -61,6 +61,9 @@ pub(crate) struct Cursor<'a, S> {
     prev_kw: Kw,
     prev_byte: u8,
     prev2_kw: Kw,
+    /// Where the previous token is, and whether it followed a `.` (a qualified name).
+    prev_span: (u32, u32),
+    prev_qualified: bool,
     into_list: bool,
     /// The current statement has an `INTO` word (turned into [`Flags::INTO`] for queries).
     pub(crate) saw_into: bool,
@@ -88,6 +91,8 @@ impl<'a, S: Sink> Cursor<'a, S> {
             prev_kw: Kw::None,
             prev_byte: 0,
             prev2_kw: Kw::None,
+            prev_span: (0, 0),
+            prev_qualified: false,
             into_list: false,
             saw_into: false,
             accounts_ok: false,
@@ -226,6 +231,8 @@ impl<'a, S: Sink> Cursor<'a, S> {
         let start = self.range.map_or(t.start, |r| r.0);
         self.range = Some((start, t.end));
         self.prev2_kw = self.prev_kw;
+        self.prev_qualified = self.prev_kind == Some(TokKind::Punct) && self.prev_byte == b'.';
+        self.prev_span = (t.start, t.end);
         self.prev_kw = t.kw;
         self.prev_kind = Some(t.kind);
         self.prev_byte = t.byte;
@@ -251,6 +258,10 @@ impl<'a, S: Sink> Cursor<'a, S> {
                 Kw::SqlCalcFoundRows => self.flags |= Flags::CALC_FOUND_ROWS,
                 _ => {}
             },
+            TokKind::Punct if self.is(t, b'(') && prev_kind == Some(TokKind::Ident) => {
+                let name = self.src.get(ix(self.prev_span.0) + 1..ix(self.prev_span.1).saturating_sub(1));
+                self.flags |= super::functions::call_flags(name.unwrap_or_default(), true, self.prev_qualified);
+            }
             TokKind::Punct if self.is(t, b'(') && prev_kind == Some(TokKind::Word) => {
                 self.flags |= match prev_kw {
                     Kw::LastInsertId => Flags::LAST_INSERT_ID,
@@ -261,7 +272,12 @@ impl<'a, S: Sink> Cursor<'a, S> {
                     }
                     Kw::Nextval | Kw::Lastval | Kw::Setval => Flags::SEQUENCE,
                     Kw::LoadFile | Kw::SysExec | Kw::SysEval => Flags::SIDE_EFFECT_FN,
-                    _ => Flags::EMPTY,
+                    // `WITH [RECURSIVE] cte (a, b) AS (..)`: a column list, not a call.
+                    _ if matches!(self.prev2_kw, Kw::With | Kw::Recursive) => Flags::EMPTY,
+                    _ => {
+                        let name = self.src.get(ix(self.prev_span.0)..ix(self.prev_span.1));
+                        super::functions::call_flags(name.unwrap_or_default(), false, self.prev_qualified)
+                    }
                 };
             }
             TokKind::Punct => keep_into = self.is(t, b','),
@@ -324,6 +340,7 @@ impl<'a, S: Sink> Cursor<'a, S> {
         self.prev_kw = Kw::None;
         self.prev_byte = 0;
         self.prev2_kw = Kw::None;
+        self.prev_qualified = false;
         self.into_list = false;
         self.saw_into = false;
         self.accounts_ok = false;

@@ -113,8 +113,7 @@ bitset! {
         /// (compound `BEGIN ... END` bodies of stored programs are one statement).
         MULTI = 12,
         /// Calls a function with effects outside the statement or tied to one server:
-        /// `LOAD_FILE`, `SYS_EXEC`, `SYS_EVAL`. Stored functions cannot be seen from the text
-        /// and are assumed pure; use a `/* rwsplit:primary */` hint for those that write.
+        /// `LOAD_FILE`, `SYS_EXEC`, `SYS_EVAL`.
         SIDE_EFFECT_FN = 13,
         /// The lexer could not decide the kind and the sqlparser fallback was (or should be)
         /// consulted. With [`Kind::Unknown`] the fallback failed or was not run.
@@ -133,6 +132,9 @@ bitset! {
         MALFORMED = 18,
         /// A leading comment started with `rwsplit` but was not a valid hint; it was ignored.
         HINT_INVALID = 19,
+        /// Calls a function not known to be a read-only builtin: a stored or user-defined
+        /// function, a schema-qualified or back-quoted name (see `classify::functions`).
+        UNKNOWN_FN = 20,
     }
 }
 
@@ -151,6 +153,7 @@ impl Flags {
             | Self::TEMP_TABLE.0
             | Self::MULTI.0
             | Self::SIDE_EFFECT_FN.0
+            | Self::UNKNOWN_FN.0
             | Self::WARNINGS_QUERY.0
             | Self::SERVER_SPECIFIC.0
             | Self::MALFORMED.0,

@@ -29,18 +29,20 @@
 //! * executable comments are always taken as executed, whatever their version number, and
 //!   MariaDB's `/*M!..*/` too, even against MySQL (more text can only add flags);
 //! * `CREATE TABLE t (begin INT); ...`: only stored programs get `BEGIN ... END` bodies, so
-//!   a `;` anywhere else splits statements.
+//!   a `;` anywhere else splits statements;
+//! * a call of any function that is not a known read-only builtin (a stored function, a
+//!   schema-qualified or back-quoted name: [`Flags::UNKNOWN_FN`]), as MaxScale does; an operator
+//!   who knows better sets `routing.unknown_functions = "replica"`.
 //!
-//! Deliberately *not* conservative, like MaxScale and ProxySQL: stored functions called from
-//! a SELECT cannot be seen from the text and are assumed pure (a `/* rwsplit:primary */`
-//! hint overrides); `SELECT @@var`, `SHOW VARIABLES|STATUS`, `SELECT CONNECTION_ID()`,
-//! `SLEEP`, `UUID()` and `MASTER_POS_WAIT` are reads; MariaDB `SET STATEMENT .. FOR stmt` is
-//! classified as `stmt`.
+//! Deliberately *not* conservative, like MaxScale and ProxySQL: `SELECT @@var`,
+//! `SHOW VARIABLES|STATUS`, `SELECT CONNECTION_ID()`, `SLEEP`, `UUID()` and `MASTER_POS_WAIT`
+//! are reads; MariaDB `SET STATEMENT .. FOR stmt` is classified as `stmt`.
 
 mod cache;
 mod cursor;
 mod digest;
 mod fallback;
+mod functions;
 mod keyword;
 mod kind;
 mod lexer;
@@ -197,10 +199,13 @@ impl Classifier {
 
     /// True when every statement of the packet is read-only, consulting the fallback for
     /// statements the lexer could not place.
-    pub fn is_all_reads(&self, sql: &[u8], mode: SqlMode) -> bool {
+    /// Flags in `ignore` are removed from each statement first (operator policy, e.g.
+    /// [`Flags::UNKNOWN_FN`]).
+    pub fn is_all_reads(&self, sql: &[u8], mode: SqlMode, ignore: Flags) -> bool {
         let mut parts = classify_all(sql, mode);
         while let Some((mut c, range)) = parts.next_part() {
             self.resolve(&mut c, sql.get(range).unwrap_or_default());
+            c.flags.remove(ignore);
             if !c.is_read_only() {
                 return false;
             }

@@ -305,8 +305,8 @@ fn multi_statement_helpers() {
     assert!(parts.iter().all(|p| !p.flags.contains(Flags::MULTI)));
     assert_eq!(classify_all(b"", mode).map(|c| c.kind).collect::<Vec<_>>(), vec![Kind::Empty]);
     let classifier = Classifier::new(16);
-    assert!(classifier.is_all_reads(b"SELECT 1; (SELECT 2)", mode));
-    assert!(!classifier.is_all_reads(b"SELECT 1; FOO", mode));
+    assert!(classifier.is_all_reads(b"SELECT 1; (SELECT 2)", mode, Flags::EMPTY));
+    assert!(!classifier.is_all_reads(b"SELECT 1; FOO", mode, Flags::EMPTY));
 }
 
 #[test]

@@ -34,7 +34,7 @@ pub use members::{BackendConfig, BackendId, Role, UserConfig, UserName};
 pub use operations::{ShutdownConfig, StatsConfig, MAX_DIGESTS};
 pub use sections::{
     AdminConfig, Consistency, ListenConfig, LogFormat, LoggingConfig, MonitorConfig, NoReplica, PoolConfig,
-    RoutingConfig, ServerConfig,
+    RoutingConfig, ServerConfig, UnknownFunctions,
 };
 pub use tls::{AuthPlugin, BackendTlsMode, ClientTlsMode, TlsConfig};
 

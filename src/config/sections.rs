@@ -188,6 +188,9 @@ pub struct RoutingConfig {
     /// Retry a read once on another replica when it failed before any response byte reached the
     /// client. Default `true`. Reloadable.
     pub retry_reads: bool,
+    /// Where a read that calls a function not known to be a read-only builtin (a stored
+    /// function, a schema-qualified or back-quoted name) goes. Default `"primary"`. Reloadable.
+    pub unknown_functions: UnknownFunctions,
 }
 
 impl Default for RoutingConfig {
@@ -198,6 +201,7 @@ impl Default for RoutingConfig {
             failover_hold: Duration::from_secs(5),
             no_replica: NoReplica::Primary,
             retry_reads: true,
+            unknown_functions: UnknownFunctions::Primary,
         }
     }
 }
@@ -221,6 +225,18 @@ pub enum NoReplica {
     Primary,
     /// `"error"`: fail it with an error to the client.
     Error,
+}
+
+/// Where reads calling unknown functions go (`routing.unknown_functions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownFunctions {
+    /// `"primary"`: such a function may write (a stored function that inserts), so the read runs
+    /// on the primary.
+    Primary,
+    /// `"replica"`: the operator knows every stored function is read-only; such reads may run on
+    /// replicas like any other.
+    Replica,
 }
 
 /// `[logging]`: the `tracing` subscriber.

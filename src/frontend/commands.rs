@@ -34,7 +34,7 @@ impl Session {
             command::FIELD_LIST => self.forward(seq, payload, lex(b"SHOW COLUMNS"), Expect::Definitions, config).await,
             command::STATISTICS => self.forward(seq, payload, lex(b"DO 0"), Expect::Single, config).await,
             command::STMT_PREPARE => {
-                let (stmt, _) = self.classify(body);
+                let (stmt, _) = self.classify(body, config);
                 let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };
                 self.execute(exec, stmt, false, config).await
             }
@@ -90,7 +90,7 @@ impl Session {
 
     async fn query(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
         let sql = &payload[1..];
-        let (stmt, all_reads) = self.classify(sql);
+        let (stmt, all_reads) = self.classify(sql, config);
         if stmt.kind == crate::classify::Kind::Kill {
             if let Some(request) = kill::parse(sql) {
                 return self.kill(seq, request, config).await;

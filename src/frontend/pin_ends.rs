@@ -59,12 +59,19 @@ impl Ledger {
         sql: Option<&[u8]>,
         in_transaction: bool,
     ) -> Pins {
-        let words = sql.map(Words::new);
+        // Read the text only for the few statements that create or end named state (no cost for
+        // ordinary statements).
+        let needs_words =
+            stmt.flags.intersects(crate::classify::Flags::LOCK_FN.union(crate::classify::Flags::TEMP_TABLE))
+                || matches!(stmt.kind, Kind::Flush | Kind::Prepare | Kind::Deallocate | Kind::Handler)
+                || (stmt.kind == Kind::Ddl && !self.temp_tables.is_empty());
+        let words = sql.filter(|_| needs_words).map(Words::new);
         pins.insert(Pins::from_statement(stmt));
-        if let Some(words) = &words {
-            self.locks(words);
-        } else if stmt.flags.contains(crate::classify::Flags::LOCK_FN) {
-            self.unnamed_lock = true;
+        if stmt.flags.contains(crate::classify::Flags::LOCK_FN) {
+            match &words {
+                Some(words) => self.locks(words),
+                None => self.unnamed_lock = true,
+            }
         }
         set_if(&mut pins, Pins::LOCK_FN, self.unnamed_lock || !self.locks.is_empty());
 
@@ -103,6 +110,7 @@ impl Ledger {
                 None => self.unnamed_prepared = true,
             },
             (Kind::Prepare, None) => self.unnamed_prepared = true,
+            (Kind::Handler, None) => self.unnamed_handler = true,
             (Kind::Deallocate, Some(w)) => {
                 if let Some(name) = w.name_after(&[b"PREPARE"]) {
                     self.prepared.remove(&name);
@@ -124,7 +132,6 @@ impl Ledger {
                     }
                 }
             }
-            (Kind::Handler, None) => self.unnamed_handler = true,
             _ => {}
         }
         set_if(&mut pins, Pins::TEXT_PREPARE, self.unnamed_prepared || !self.prepared.is_empty());

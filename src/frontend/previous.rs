@@ -100,7 +100,7 @@ impl Previous {
         let question = stmt.flags.contains(Flags::WARNINGS_QUERY);
         if outcome.error.is_some() || (outcome.warnings > 0 && !question) {
             self.diagnostics = Diagnostics::OnConnection;
-        } else if !question && opens_a_table(stmt, sql) {
+        } else if !question && !matches!(self.diagnostics, Diagnostics::Empty) && opens_a_table(stmt, sql) {
             self.diagnostics = Diagnostics::Empty;
         }
         self.row_count = if outcome.error.is_some() || outcome.result_set {

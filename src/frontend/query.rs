@@ -14,7 +14,7 @@ use super::session::{ClientIo, Session, FLUSH_AT};
 use super::{ClientError, Shared};
 use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
-use crate::config::Config;
+use crate::config::{Config, UnknownFunctions};
 use crate::protocol::handshake::semantic_capabilities;
 use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::protocol::response::{self, Expect, Framing, Step, Tracker};
@@ -93,11 +93,19 @@ impl Session {
 
     /// Classifies SQL text under the session's SQL mode; also tells whether a multi-statement
     /// packet holds only reads.
-    pub(super) fn classify(&self, sql: &[u8]) -> (Classified, bool) {
+    /// With `routing.unknown_functions = "replica"`, calls of unknown functions do not keep a
+    /// read off the replicas.
+    pub(super) fn classify(&self, sql: &[u8], config: &Config) -> (Classified, bool) {
         let mode = self.sql_mode();
         let classifier = &self.shared.classifier;
-        let stmt = classifier.classify_in(sql, mode);
-        let all_reads = stmt.flags.contains(Flags::MULTI) && classifier.is_all_reads(sql, mode);
+        let mut stmt = classifier.classify_in(sql, mode);
+        let ignore = if config.routing.unknown_functions == UnknownFunctions::Replica {
+            Flags::UNKNOWN_FN
+        } else {
+            Flags::EMPTY
+        };
+        stmt.flags.remove(ignore);
+        let all_reads = stmt.flags.contains(Flags::MULTI) && classifier.is_all_reads(sql, mode, ignore);
         (stmt, all_reads)
     }
 
