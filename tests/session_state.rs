@@ -197,3 +197,35 @@ async fn dropping_the_current_schema_leaves_the_session_without_one() {
     conn.query_drop("USE mysql").await.unwrap();
     assert_eq!(conn.query_first::<String, _>("SELECT DATABASE()").await.unwrap().as_deref(), Some("mysql"));
 }
+
+#[tokio::test]
+async fn sequence_values_are_this_sessions() {
+    let cluster = Cluster::shared().await;
+    let db = table(&cluster, "sequence", 0).await;
+    let mut primary = cluster.primary_conn().await;
+    primary.query_drop(format!("CREATE SEQUENCE `{db}`.s")).await.unwrap();
+    cluster.wait_replicas().await;
+    let proxy = shared_pool_proxy(&cluster).await;
+    let mut a = proxy.connect_db(&db).await;
+    let mut b = proxy.connect_db(&db).await;
+    assert_eq!(a.query_first::<i64, _>("SELECT NEXTVAL(s)").await.unwrap(), Some(1));
+    for _ in 0..3 {
+        b.query_drop("SELECT NEXT VALUE FOR s").await.unwrap();
+    }
+    assert_eq!(a.query_first::<i64, _>("SELECT LASTVAL(s)").await.unwrap(), Some(1));
+    assert_eq!(a.query_first::<i64, _>("SELECT PREVIOUS VALUE FOR s").await.unwrap(), Some(1));
+    assert_eq!(b.query_first::<i64, _>("SELECT LASTVAL(s)").await.unwrap(), Some(4));
+    let mut c = proxy.connect_db(&db).await;
+    let none: Option<Option<i64>> = c.query_first("SELECT LASTVAL(s)").await.unwrap();
+    assert_eq!(none, Some(None), "a session that generated nothing sees NULL");
+    let meta = |row: Row| {
+        row.columns_ref()
+            .iter()
+            .map(|col| (col.name_str().into_owned(), col.column_type(), col.flags()))
+            .collect::<Vec<_>>()
+    };
+    let mut direct = Conn::new(direct_opts(cluster.primary, Some(&db))).await.unwrap();
+    let want: Row = direct.query_first("SELECT LASTVAL(s)").await.unwrap().unwrap();
+    let got: Row = a.query_first("SELECT LASTVAL(s)").await.unwrap().unwrap();
+    assert_eq!(meta(got), meta(want), "the server's column metadata");
+}

@@ -186,6 +186,7 @@ impl Session {
         self.pins = Pins::default();
         self.ledger.clear();
         self.previous = Default::default();
+        self.sequences.clear();
         self.stmts.clear();
         self.status = STATUS_AUTOCOMMIT;
     }

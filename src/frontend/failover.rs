@@ -166,6 +166,7 @@ impl Session {
         self.pins = Pins::default();
         self.ledger.clear();
         self.previous.connection_lost();
+        self.sequences.connection_lost();
         // Cursors lived on the dropped connection.
         self.stmts.close_cursors();
         self.status &= !STATUS_IN_TRANS;

@@ -17,7 +17,9 @@ mod pins;
 pub mod prepared;
 mod previous;
 mod query;
+mod sequences;
 mod session;
+mod sqltext;
 pub mod tls;
 mod verify;
 

@@ -191,7 +191,7 @@ impl Previous {
 
     /// The session's values for a recognised question, or `None` when the question must run as
     /// it is (the diagnostics are on the held connection, or there are none to substitute).
-    pub(super) fn values(&self, question: &[Value], held: bool) -> Option<Vec<i64>> {
+    pub(super) fn values(&self, question: &[Value], held: bool) -> Option<Vec<Option<i64>>> {
         let kept = match &self.diagnostics {
             Diagnostics::Kept(kept) => Some(kept),
             _ => None,
@@ -200,12 +200,12 @@ impl Previous {
             .iter()
             .map(|value| match value {
                 Value::RowCount | Value::FoundRows if held => None,
-                Value::RowCount => Some(self.row_count),
-                Value::FoundRows => Some(i64::try_from(self.found_rows).unwrap_or(i64::MAX)),
-                Value::WarningCount => kept.map(|k| k.conditions.len() as i64),
-                Value::ErrorCount => {
-                    kept.map(|k| k.conditions.iter().filter(|c| c.level.eq_ignore_ascii_case(b"Error")).count() as i64)
-                }
+                Value::RowCount => Some(Some(self.row_count)),
+                Value::FoundRows => Some(Some(i64::try_from(self.found_rows).unwrap_or(i64::MAX))),
+                Value::WarningCount => kept.map(|k| Some(k.conditions.len() as i64)),
+                Value::ErrorCount => kept.map(|k| {
+                    Some(k.conditions.iter().filter(|c| c.level.eq_ignore_ascii_case(b"Error")).count() as i64)
+                }),
             })
             .collect()
     }
@@ -406,6 +406,29 @@ fn conditions(response: &[u8]) -> Vec<Condition> {
         .collect()
 }
 
+/// Runs a one-row query on `lease` and returns its cells as integers (`None`: NULL or not a
+/// number).
+pub(super) async fn fetch_row(
+    lease: &mut Lease,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Vec<Option<i64>>, BackendError> {
+    let response = capture(lease, payload, timeout).await?;
+    let Some(row) = rows(&response).first().copied() else { return Ok(Vec::new()) };
+    let mut r = Reader::new(row, "row");
+    let mut cells = Vec::new();
+    while !r.is_empty() {
+        if r.remaining().first() == Some(&0xFB) {
+            r.u8().map_err(BackendError::from)?;
+            cells.push(None);
+        } else {
+            let text = r.lenenc_bytes().map_err(BackendError::from)?;
+            cells.push(std::str::from_utf8(text).ok().and_then(|t| t.parse().ok()));
+        }
+    }
+    Ok(cells)
+}
+
 fn first_value(response: &[u8]) -> Option<u64> {
     let row = *rows(response).first()?;
     std::str::from_utf8(Reader::new(row, "row").lenenc_bytes().ok()?).ok()?.parse().ok()
@@ -443,7 +466,7 @@ pub(super) async fn answer_value(
     io: &mut ClientIo,
     tracker: &mut Tracker,
     payload: &[u8],
-    values: &[i64],
+    values: &[Option<i64>],
     status: u16,
     timeout: Duration,
 ) -> Result<Outcome, BackendError> {
@@ -467,7 +490,10 @@ pub(super) async fn answer_value(
         if is_row {
             let mut row = BytesMut::new();
             for value in values {
-                put_lenenc_bytes(&mut row, value.to_string().as_bytes());
+                match value {
+                    Some(value) => put_lenenc_bytes(&mut row, value.to_string().as_bytes()),
+                    None => row.extend_from_slice(&[0xFB]),
+                }
             }
             crate::protocol::packet::put_packet(&mut rewritten, seq, &row);
         } else {

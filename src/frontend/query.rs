@@ -171,8 +171,10 @@ impl Session {
             self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
             let held = route.target == Target::Held;
-            let values =
-                question.and_then(previous::value_question).and_then(|asked| self.previous.values(&asked, held));
+            let values = question.and_then(|sql| match self.sequences.answer(sql).filter(|_| !held) {
+                Some(lastval) => Some(vec![lastval]),
+                None => previous::value_question(sql).and_then(|asked| self.previous.values(&asked, held)),
+            });
             let result = match (exec.work, values) {
                 (Work::Forward(payload), Some(values)) => {
                     let status = self.status;
@@ -214,14 +216,11 @@ impl Session {
                     rec.done(&topology, lease.backend, &outcome);
                     if !matches!(exec.work, Work::Prepare(_)) {
                         self.previous.record(&effect, sql_of(&exec), &outcome);
+                        self.sequences.record(&effect, sql_of(&exec), outcome.error.is_none());
                     }
                     let hold = self.after(&mut lease, &effect, sql_of(&exec), outcome);
-                    if hold.is_none() && self.previous.needs_fetch() {
-                        if let Err(err) = self.previous.fetch(&mut lease, timeout).await {
-                            tracing::debug!(error = %err, "fetching the previous statement's diagnostics failed");
-                            lease.broken = true;
-                            self.previous.connection_lost();
-                        }
+                    if hold.is_none() {
+                        self.keep_what_the_connection_knows(&mut lease, timeout).await;
                     }
                     self.held = hold.map(|h| (lease, h));
                     return Outcome::Continue;
@@ -255,6 +254,25 @@ impl Session {
         }
     }
 
+    /// Before `lease` goes back to its pool: reads what only it knows about this session's
+    /// previous statements (diagnostics, `FOUND_ROWS()`, sequence values). On failure the
+    /// connection is dropped and the session forgets what was on it.
+    async fn keep_what_the_connection_knows(&mut self, lease: &mut Lease, timeout: Duration) {
+        let mut result = Ok(());
+        if self.previous.needs_fetch() {
+            result = self.previous.fetch(lease, timeout).await;
+        }
+        if result.is_ok() && self.sequences.needs_fetch() {
+            result = self.sequences.fetch(lease, timeout).await;
+        }
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "reading the previous statement's state failed");
+            lease.broken = true;
+            self.previous.connection_lost();
+            self.sequences.connection_lost();
+        }
+    }
+
     /// Puts a held connection back after a failure that left it usable.
     fn keep_if_held(&mut self, lease: Lease, target: Target) {
         if target == Target::Held {
@@ -279,6 +297,7 @@ impl Session {
         let had_state = !self.pins.is_empty() || self.status & STATUS_IN_TRANS != 0;
         self.held = None;
         self.previous.connection_lost();
+        self.sequences.connection_lost();
         let sent = self.reply_error(&ClientError::lost_backend(err), seq, config).await;
         if had_state || !sent {
             Outcome::Close

@@ -96,6 +96,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
         pools: SessionPools::default(),
         previous: Default::default(),
         ledger: Default::default(),
+        sequences: Default::default(),
     };
     if session.finish_login().await {
         tracing::debug!("client logged in");
@@ -142,6 +143,8 @@ pub(super) struct Session {
     pub(super) previous: super::previous::Previous,
     /// What the session's pins consist of, to see when each ends.
     pub(super) ledger: super::pin_ends::Ledger,
+    /// Last values of the sequences the session used (`LASTVAL`).
+    pub(super) sequences: super::sequences::Sequences,
 }
 
 impl Session {
