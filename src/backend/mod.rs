@@ -105,6 +105,11 @@ impl Error {
 }
 
 impl Error {
+    /// True when the server did not answer in time: the statement may still be running there.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Protocol(protocol::Error::Timeout(_)))
+    }
+
     /// True when nothing of a client's statement can have reached the server, so the statement
     /// may be retried on another connection.
     pub fn is_before_send(&self) -> bool {

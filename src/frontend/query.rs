@@ -234,8 +234,13 @@ impl Session {
                 Err(RelayError::Backend { err, sent }) => {
                     self.slot.set_running(None);
                     lease.broken = true;
-                    let retry =
-                        !sent && route.target == Target::Replica && excluded.is_none() && config.routing.retry_reads;
+                    // Only a connection-level failure is retried: after a timeout the first copy
+                    // may still be running on the server.
+                    let retry = !sent
+                        && !err.is_timeout()
+                        && route.target == Target::Replica
+                        && excluded.is_none()
+                        && config.routing.retry_reads;
                     if retry {
                         tracing::warn!(backend = %lease.backend.0, error = %err, "read failed before any result; retrying elsewhere");
                         mark_down(&topology, lease.backend);
