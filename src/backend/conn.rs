@@ -80,6 +80,8 @@ pub struct Conn {
     pub stmts: StmtCache,
     /// When it was last checked out of its pool (or made).
     pub last_checkout: std::time::Instant,
+    /// Its places under the backend's (and the user's) connection caps, given back when it closes.
+    pub permits: Vec<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Conn {
@@ -108,6 +110,7 @@ impl Conn {
             generation: 0,
             stmts: StmtCache::new(params.max_prepared),
             last_checkout: std::time::Instant::now(),
+            permits: Vec::new(),
         };
         let timeout = params.connect_timeout;
         let (seq, payload) = conn.reader.packet(&mut conn.stream, timeout, LOGIN_PACKET_LIMIT).await?;
@@ -135,6 +138,16 @@ impl Conn {
         login::login(&mut io, seq, &greeting, params).await?;
         conn.simple_command(crate::protocol::command::QUERY, SESSION_TRACKING, timeout).await?;
         Ok(conn)
+    }
+
+    /// `COM_RESET_CONNECTION`, then the session-tracking setup again: the connection is as new
+    /// (no transaction, temporary tables, locks, user variables or prepared statements; session
+    /// variables at their defaults; the handshake character set; the schema kept).
+    pub async fn reset(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.simple_command(crate::protocol::command::RESET_CONNECTION, &[], timeout).await?;
+        self.stmts.clear();
+        self.state = State { schema: self.state.schema.clone(), ..State::default() };
+        self.simple_command(crate::protocol::command::QUERY, SESSION_TRACKING, timeout).await
     }
 
     /// Runs a command that must answer with OK (setup statements), failing on ERR.

@@ -4,6 +4,7 @@
 //! This module never interprets statements; it hands frames to the caller, which streams them
 //! through [`crate::protocol::response::Tracker`].
 
+mod cap;
 mod conn;
 mod gtid;
 mod login;
@@ -15,7 +16,7 @@ mod topology;
 
 pub use conn::{Conn, ConnectParams, ServerInfo};
 pub use gtid::{Gtid, ParseError as GtidParseError, Position as GtidPosition};
-pub use pool::{Lease, Pool, PoolKey, PoolStats, Pools};
+pub use pool::{Lease, Pool, PoolKey, PoolStats, Pools, ResetCounts};
 pub use state::{Applied, State};
 pub use stmt::{GlobalId, Owner, StmtCache};
 pub use topology::{BackendIndex, Balancer, Health, Node, Replication, Role, Topology, TopologyCell};

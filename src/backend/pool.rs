@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::cap::Cap;
 use super::conn::{Conn, ConnectParams};
 use super::tls::Connector;
 use super::topology::{BackendIndex, Node};
@@ -63,6 +64,14 @@ pub struct Manager {
     failures: Arc<Failures>,
     /// Backend TLS, loaded at each connect so a reload applies to new connections at once.
     tls: Arc<arc_swap::ArcSwap<Connector>>,
+    /// The backend's name, for errors.
+    name: String,
+    /// The caps every connection must fit under: the backend's, then the user's on it.
+    caps: Vec<Arc<Cap>>,
+    /// The id of the pool this manager fills (see [`Cap::register`]).
+    pool_id: u64,
+    /// How long a connect waits for room under the caps.
+    checkout_timeout: Duration,
 }
 
 /// Connect failures of one pool, for checkouts waiting on it. Waiting costs nothing until a
@@ -95,6 +104,16 @@ impl bb8::ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Box<Conn>, Error> {
+        let mut permits = Vec::with_capacity(self.caps.len());
+        for cap in &self.caps {
+            match cap.acquire(self.pool_id, self.checkout_timeout).await {
+                Some(permit) => permits.push(permit),
+                // Not a backend failure: nothing is announced, the backend stays up.
+                None => {
+                    return Err(Error::CheckoutTimeout { backend: self.name.clone(), waited: self.checkout_timeout })
+                }
+            }
+        }
         let params = ConnectParams {
             host: &self.host,
             port: self.port,
@@ -109,6 +128,7 @@ impl bb8::ManageConnection for Manager {
         };
         match Conn::connect(&params).await {
             Ok(mut conn) => {
+                conn.permits = permits;
                 conn.generation = self.generation.load(Ordering::Relaxed);
                 conn.stmts.count_in(self.prepared.clone());
                 Ok(Box::new(conn))
@@ -171,6 +191,8 @@ impl std::ops::DerefMut for Lease {
 #[derive(Debug)]
 pub struct Pool {
     inner: bb8::Pool<Manager>,
+    /// Its id under the backend's caps.
+    id: u64,
     failures: Arc<Failures>,
     generation: Arc<AtomicU64>,
     /// `pool.max_connections_per_backend` when the pool was built.
@@ -189,8 +211,10 @@ pub struct PoolStats {
     pub open: u32,
     /// Connections idle in the pool.
     pub idle: u32,
-    /// Most connections the pools may open.
+    /// Most connections the pools may open (for a backend: its cap).
     pub max: u32,
+    /// Connects waiting for room under the backend's cap.
+    pub waiting: i64,
 }
 
 impl PoolStats {
@@ -213,12 +237,28 @@ impl Pool {
     /// Counts of this pool.
     pub fn stats(&self) -> PoolStats {
         let state = self.inner.state();
-        PoolStats { pools: 1, open: state.connections, idle: state.idle_connections, max: self.max }
+        PoolStats { pools: 1, open: state.connections, idle: state.idle_connections, max: self.max, waiting: 0 }
     }
 
     /// Connections open (idle and in use).
     pub fn connections(&self) -> u32 {
         self.inner.state().connections
+    }
+
+    /// Closes one idle connection to make room under a cap; false when none was idle.
+    pub(super) async fn close_idle_connection(&self) -> bool {
+        if self.inner.state().idle_connections == 0 {
+            return false;
+        }
+        // An idle connection is handed out at once; anything slower means it went in between,
+        // and waiting for a new one here would defeat the purpose.
+        match tokio::time::timeout(Duration::from_millis(20), self.inner.get()).await {
+            Ok(Ok(mut conn)) => {
+                conn.broken = true;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -228,6 +268,34 @@ pub struct Pools {
     inner: Mutex<Inner>,
     /// Backend TLS for every new connection; swapped by `frontend::tls` on reload.
     tls: Arc<arc_swap::ArcSwap<Connector>>,
+    /// Background resets of connections sessions left dirty.
+    resets: Resets,
+}
+
+/// Connections being reset in the background, bounded, and how resets ended.
+#[derive(Debug)]
+struct Resets {
+    slots: Arc<tokio::sync::Semaphore>,
+    counts: Arc<ResetCounts>,
+}
+
+/// How many background resets succeeded and failed.
+#[derive(Debug, Default)]
+pub struct ResetCounts {
+    /// Connections reset and returned to their pool.
+    pub ok: AtomicU64,
+    /// Resets that failed (the connection was closed instead), or were not tried because too
+    /// many were running.
+    pub failed: AtomicU64,
+}
+
+/// Resets running at once at most; beyond this a dirty connection is simply closed.
+const MAX_RESETS: usize = 32;
+
+impl Default for Resets {
+    fn default() -> Self {
+        Self { slots: Arc::new(tokio::sync::Semaphore::new(MAX_RESETS)), counts: Arc::default() }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -239,6 +307,11 @@ struct Inner {
     generations: HashMap<BackendIndex, Arc<AtomicU64>>,
     /// Prepared statements open per backend (connections of forgotten pools included).
     prepared: HashMap<BackendIndex, Arc<AtomicI64>>,
+    /// `pool.max_connections_per_backend`, per backend, over all its pools (forgotten ones too).
+    caps: HashMap<BackendIndex, Arc<Cap>>,
+    /// `[[users]] max_backend_connections`, per backend and user.
+    user_caps: HashMap<(BackendIndex, String), Arc<Cap>>,
+    next_pool_id: u64,
 }
 
 /// Idle connections a checkout may find closed by the server before it gives up on the pool's
@@ -270,6 +343,21 @@ impl Pools {
         }
         let generation = map.generations.entry(key.backend).or_default().clone();
         let prepared = map.prepared.entry(key.backend).or_default().clone();
+        let per_backend = config.max_connections_per_backend.max(1);
+        let cap = map.caps.entry(key.backend).or_insert_with(|| Arc::new(Cap::new(per_backend))).clone();
+        cap.resize(per_backend);
+        let mut caps = vec![cap.clone()];
+        if user.max_backend_connections > 0 {
+            let user_cap = map
+                .user_caps
+                .entry((key.backend, key.user.clone()))
+                .or_insert_with(|| Arc::new(Cap::new(user.max_backend_connections)))
+                .clone();
+            user_cap.resize(user.max_backend_connections);
+            caps.insert(0, user_cap);
+        }
+        map.next_pool_id += 1;
+        let pool_id = map.next_pool_id;
         let failures = Arc::new(Failures::default());
         let manager = Manager {
             host: node.config.host.clone(),
@@ -285,6 +373,10 @@ impl Pools {
             prepared,
             failures: failures.clone(),
             tls: self.tls.clone(),
+            name: node.name().to_owned(),
+            caps: caps.clone(),
+            pool_id,
+            checkout_timeout: config.checkout_timeout,
         };
         let inner = bb8::Pool::builder()
             .max_size(config.max_connections_per_backend.max(1))
@@ -297,7 +389,10 @@ impl Pools {
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
         let max = config.max_connections_per_backend.max(1);
-        let pool = Arc::new(Pool { inner, failures, generation, max, forgotten: AtomicBool::new(false) });
+        let pool = Arc::new(Pool { inner, id: pool_id, failures, generation, max, forgotten: AtomicBool::new(false) });
+        for cap in &caps {
+            cap.register(pool.id, &pool);
+        }
         map.pools.insert(key.clone(), pool.clone());
         pool
     }
@@ -387,15 +482,52 @@ impl Pools {
     /// Counts summed over the pools of `backend`.
     pub fn backend_stats(&self, backend: BackendIndex) -> PoolStats {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.pools.iter().filter(|(k, _)| k.backend == backend).fold(PoolStats::default(), |sum, (_, pool)| {
-            let one = pool.stats();
-            PoolStats {
-                pools: sum.pools + 1,
-                open: sum.open + one.open,
-                idle: sum.idle + one.idle,
-                max: sum.max + one.max,
+        let mut stats =
+            map.pools.iter().filter(|(k, _)| k.backend == backend).fold(PoolStats::default(), |sum, (_, pool)| {
+                let one = pool.stats();
+                PoolStats {
+                    pools: sum.pools + 1,
+                    open: sum.open + one.open,
+                    idle: sum.idle + one.idle,
+                    max: sum.max + one.max,
+                    waiting: 0,
+                }
+            });
+        if let Some(cap) = map.caps.get(&backend) {
+            stats.max = cap.limit();
+            stats.waiting = cap.waiting();
+        }
+        stats
+    }
+
+    /// Gives back a connection a session left with a transaction or pinned state: it is reset in
+    /// the background (`COM_RESET_CONNECTION`, bounded by `timeout`) and returns to its pool, or is
+    /// closed when the reset fails or too many resets are running.
+    pub fn check_in_dirty(&self, mut lease: Lease, timeout: Duration) {
+        let counts = self.resets.counts.clone();
+        let Ok(slot) = self.resets.slots.clone().try_acquire_owned() else {
+            lease.broken = true;
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        tokio::spawn(async move {
+            let _slot = slot;
+            match lease.reset(timeout).await {
+                Ok(()) => {
+                    counts.ok.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => {
+                    tracing::debug!(backend = lease.backend.0, error = %err, "resetting a returned connection failed");
+                    lease.broken = true;
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        })
+        });
+    }
+
+    /// Background resets so far.
+    pub fn reset_counts(&self) -> &ResetCounts {
+        &self.resets.counts
     }
 
     /// Prepared statements open on `backend`, over all its pooled connections.

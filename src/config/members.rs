@@ -114,6 +114,10 @@ pub struct UserConfig {
     /// Client connections this user may hold at once; `0` means unlimited. Default `0`.
     #[serde(default)]
     pub max_connections: u32,
+    /// Backend connections this user's pools may open to each backend, all pools together;
+    /// `0` means only `pool.max_connections_per_backend` applies. Default `0`. Reloadable.
+    #[serde(default)]
+    pub max_backend_connections: u32,
     /// How clients authenticate as this user. `"caching_sha2_password"` needs `password`.
     /// Default `"mysql_native_password"`. Reloadable (a changed password or plugin makes the
     /// next `caching_sha2_password` login a full authentication).

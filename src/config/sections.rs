@@ -89,8 +89,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PoolConfig {
-    /// Largest number of connections in one (backend, user) pool. Must be > 0. Default `50`.
-    /// Reloadable (pools are rebuilt).
+    /// Most connections to one backend over all of its pools (every user, client flags,
+    /// collation, schema or not), idle or in use. Must be > 0. Default `50`. Reloadable.
     pub max_connections_per_backend: u32,
     /// Idle connections each pool keeps open. Must be <= `max_connections_per_backend`.
     /// Default `0`. Reloadable (pools are rebuilt).

@@ -62,7 +62,7 @@ pub struct ClientRow {
     pub connected: Duration,
     /// The backend whose connection it holds between statements, if any.
     pub backend: Option<BackendIndex>,
-    /// Why it holds that connection: `transaction`, `pinned` or `previous`.
+    /// Why it holds that connection: `transaction` or `pinned`.
     pub hold: Option<&'static str>,
     /// A transaction is open.
     pub in_transaction: bool,

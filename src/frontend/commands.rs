@@ -177,10 +177,11 @@ impl Session {
     }
 
     /// `COM_RESET_CONNECTION`: the session starts over (the schema stays). A held connection
-    /// carried unmovable state (temporary tables, locks, ...); it is closed rather than reused.
+    /// carried unmovable state (temporary tables, locks, ...); it is reset in the background
+    /// before another session may use it.
     pub(super) fn reset_session(&mut self) {
-        if let Some((mut lease, _)) = self.held.take() {
-            lease.broken = true;
+        if let Some((lease, _)) = self.held.take() {
+            self.check_in_dirty(lease);
         }
         self.state = State { schema: self.state.schema.clone(), ..State::default() };
         self.pins = Pins::default();

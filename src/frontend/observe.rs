@@ -268,6 +268,9 @@ pub fn refresh_metrics(shared: &Shared) {
         sync_counter(&metrics.ops.pins.with_label_values(&[label]), total.load(Ordering::Relaxed));
     }
     sync_counter(&metrics.ops.failovers, shared.topology.failovers_total());
+    let resets = shared.pools.reset_counts();
+    sync_counter(&metrics.backends.resets.with_label_values(&["ok"]), resets.ok.load(Ordering::Relaxed));
+    sync_counter(&metrics.backends.resets.with_label_values(&["failed"]), resets.failed.load(Ordering::Relaxed));
     sync_counter(&metrics.ops.split_brain, shared.topology.split_brain_total());
     metrics.ops.draining.set(i64::from(shared.ops.drain.is_draining()));
 }
@@ -275,6 +278,17 @@ pub fn refresh_metrics(shared: &Shared) {
 /// One row per backend of the current topology, with its pools' counts.
 fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
     let topology = shared.topology.load_full();
+    let mut held: std::collections::HashMap<BackendIndex, (u32, u32)> = std::collections::HashMap::new();
+    for row in shared.ops.clients.list() {
+        if let (Some(backend), Some(hold)) = (row.backend, row.hold) {
+            let counts = held.entry(backend).or_default();
+            if hold == "pinned" {
+                counts.0 += 1;
+            } else {
+                counts.1 += 1;
+            }
+        }
+    }
     topology
         .nodes
         .iter()
@@ -290,6 +304,8 @@ fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
                 in_use: pools.in_use(),
                 max: pools.max,
                 prepared: shared.pools.prepared_open(node.index),
+                waiting: pools.waiting,
+                held: held.get(&node.index).copied().unwrap_or_default(),
             }
         })
         .collect()

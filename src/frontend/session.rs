@@ -104,8 +104,8 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: C
     }
     // A connection kept for a transaction or pinned state carries this client's open transaction,
     // temporary tables, locks...: it must never go back to the pool.
-    if let Some((mut lease, _)) = session.held.take() {
-        lease.broken = true;
+    if let Some((lease, _)) = session.held.take() {
+        session.check_in_dirty(lease);
     }
     shared.sessions.unregister(id);
     shared.release_user(session.login.user.name.as_str());
@@ -214,6 +214,18 @@ impl Session {
                 _ => return,
             }
         }
+    }
+
+    /// Gives back a connection this session leaves with a transaction or pinned state: reset in
+    /// the background and returned to its pool, or closed when it cannot be reset (an XA
+    /// transaction lives on it, or the reset fails).
+    pub(super) fn check_in_dirty(&self, mut lease: Lease) {
+        if self.pins.contains(Pins::XA) || lease.is_retired() {
+            lease.broken = true;
+            return;
+        }
+        let timeout = self.shared.config.load().pool.connect_timeout;
+        self.shared.pools.check_in_dirty(lease, timeout);
     }
 
     /// Sends an ERR; returns false when the client cannot be written to.

@@ -44,6 +44,10 @@ pub struct BackendRow {
     pub max: u32,
     /// Server-side prepared statements open over its pooled connections.
     pub prepared: i64,
+    /// Connects waiting for room under its connection cap.
+    pub waiting: i64,
+    /// Connections sessions hold between statements: (pinned, in a transaction).
+    pub held: (u32, u32),
 }
 
 /// Hot-path handles of one backend.
@@ -68,6 +72,10 @@ pub struct BackendMetrics {
     timeouts: IntCounterVec,
     errors: IntCounterVec,
     prepared: IntGaugeVec,
+    waiting: IntGaugeVec,
+    held: IntGaugeVec,
+    /// `rwsplit_pool_resets_total{result}`: connections reset in the background at check-in.
+    pub resets: IntCounterVec,
     handles: ArcSwap<Vec<Handles>>,
     /// Serializes rebuilding `handles` and resetting the scrape-time gauges.
     rebuild: Mutex<()>,
@@ -120,6 +128,26 @@ impl BackendMetrics {
         let errors = counter_vec(reg, "pool_connect_errors_total", "Checkouts that failed to connect to the backend")?;
         let prepared =
             gauge_vec(reg, "prepared_statements", "Server-side prepared statements open on the backend", &["backend"])?;
+        let waiting = gauge_vec(
+            reg,
+            "pool_waiters",
+            "Connects waiting for room under the backend's connection cap (pool.max_connections_per_backend)",
+            &["backend"],
+        )?;
+        let held = gauge_vec(
+            reg,
+            "pool_connections_held",
+            "Backend connections sessions keep between statements, by why (pinned, transaction)",
+            &["backend", "hold"],
+        )?;
+        let resets = IntCounterVec::new(
+            Opts::new(
+                "pool_resets_total",
+                "Connections left dirty by a session, reset in the background (ok) or closed (failed)",
+            ),
+            &["result"],
+        )?;
+        reg.register(Box::new(resets.clone()))?;
         Ok(Self {
             up,
             lag,
@@ -131,6 +159,9 @@ impl BackendMetrics {
             timeouts,
             errors,
             prepared,
+            waiting,
+            held,
+            resets,
             handles: ArcSwap::from_pointee(Vec::new()),
             rebuild: Mutex::new(()),
         })
@@ -199,7 +230,9 @@ impl BackendMetrics {
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         self.set_backends_locked(&names);
         // Reset first: a role change or a removed backend must not leave its old series behind.
-        for vec in [&self.up, &self.weight, &self.open, &self.in_use, &self.max, &self.prepared] {
+        for vec in
+            [&self.up, &self.weight, &self.open, &self.in_use, &self.max, &self.prepared, &self.waiting, &self.held]
+        {
             vec.reset();
         }
         self.lag.reset();
@@ -211,6 +244,9 @@ impl BackendMetrics {
             self.in_use.with_label_values(&[name]).set(i64::from(row.in_use));
             self.max.with_label_values(&[name]).set(i64::from(row.max));
             self.prepared.with_label_values(&[name]).set(row.prepared);
+            self.waiting.with_label_values(&[name]).set(row.waiting);
+            self.held.with_label_values(&[name, "pinned"]).set(i64::from(row.held.0));
+            self.held.with_label_values(&[name, "transaction"]).set(i64::from(row.held.1));
             if let Some(lag) = row.lag {
                 self.lag.with_label_values(&[name]).set(lag.as_secs_f64());
             }

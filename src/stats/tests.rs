@@ -88,6 +88,8 @@ fn backend_refresh_replaces_roles_and_drops_removed_backends() {
         in_use: 1,
         max: 50,
         prepared: 7,
+        waiting: 0,
+        held: (1, 0),
     };
     metrics.refresh(&[row("a", "primary"), row("b", "replica")]);
     metrics.refresh(&[row("a", "replica")]);

@@ -1,0 +1,125 @@
+//! Pools under pressure (issue 11): one connection cap per backend across every pool, a FIFO wait
+//! that ends in ERR 1040 naming the backend, idle connections of one pool closed to make room for
+//! another, and connections a client left dirty reset in the background and reused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, fresh_db, server_error, Cluster, TestProxy};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, OptsBuilder};
+
+/// A proxy with `cap` connections per backend and the given checkout timeout, a fresh database
+/// with a table `t`, and the primary's backend name.
+async fn setup(prefix: &str, cap: u32, checkout: Duration) -> (TestProxy, String, String) {
+    let cluster = Cluster::shared().await;
+    let db = fresh_db(&cluster, prefix).await;
+    let mut primary = cluster.primary_conn().await;
+    primary.query_drop(format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT)")).await.unwrap();
+    primary.query_drop(format!("INSERT INTO `{db}`.t VALUES (1, 0), (2, 0), (3, 0)")).await.unwrap();
+    primary.disconnect().await.unwrap();
+    cluster.wait_replicas().await;
+    let mut config = cluster.config();
+    config.pool.max_connections_per_backend = cap;
+    config.pool.checkout_timeout = checkout;
+    let name = config.backends.iter().find(|b| b.port == cluster.primary).unwrap().name.to_string();
+    (TestProxy::start_with(cluster, config).await, db, name)
+}
+
+/// A metric's value for the primary backend, from the proxy's registry.
+fn metric(proxy: &TestProxy, series: &str) -> i64 {
+    let text = proxy.handle.metrics_text().unwrap();
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0, |v| v as i64)
+}
+
+#[tokio::test]
+async fn one_cap_covers_every_pool_of_a_backend_and_waiters_are_served_in_order() {
+    let (proxy, db, primary) = setup("poolcap", 2, Duration::from_secs(1)).await;
+    // Three clients whose connections come from three different pools of the primary.
+    let mut with_schema = proxy.connect_db(&db).await;
+    let mut without_schema = proxy.connect().await;
+    let found_rows = OptsBuilder::from_opts(proxy.opts(Some(&db))).client_found_rows(true);
+    let mut third = Conn::new(found_rows).await.unwrap();
+    with_schema.query_drop("BEGIN").await.unwrap();
+    with_schema.query_drop("UPDATE t SET v = v + 1 WHERE id = 1").await.unwrap();
+    without_schema.query_drop("BEGIN").await.unwrap();
+    without_schema.query_drop(format!("UPDATE `{db}`.t SET v = v + 1 WHERE id = 2")).await.unwrap();
+    let err = third.query_drop("UPDATE t SET v = v + 1 WHERE id = 3").await.unwrap_err();
+    let (code, _, message) = server_error(&err);
+    assert_eq!(code, 1040, "{message}");
+    assert!(message.contains(&primary), "the error names the backend: {message}");
+    let open = format!("rwsplit_pool_connections{{backend=\"{primary}\"}}");
+    assert!(metric(&proxy, &open) <= 2, "never more than the cap: {}", metric(&proxy, &open));
+    assert_eq!(metric(&proxy, &format!("rwsplit_pool_max_connections{{backend=\"{primary}\"}}")), 2);
+
+    // A waiting client gets the first connection that comes back.
+    let waiter =
+        tokio::spawn(async move { third.query_drop("UPDATE t SET v = v + 1 WHERE id = 3").await.map(|_| third) });
+    let waiting = format!("rwsplit_pool_waiters{{backend=\"{primary}\"}}");
+    assert!(eventually(Duration::from_secs(5), || async { metric(&proxy, &waiting) == 1 }).await, "one waiter");
+    with_schema.query_drop("COMMIT").await.unwrap();
+    let _third = waiter.await.unwrap().expect("the waiter got the connection freed by the commit");
+    without_schema.query_drop("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn idle_connections_of_another_pool_make_room() {
+    let (proxy, db, primary) = setup("poolroom", 2, Duration::from_secs(2)).await;
+    let mut a = proxy.connect_db(&db).await;
+    let mut b = proxy.connect_db(&db).await;
+    for (id, conn) in [(1, &mut a), (2, &mut b)] {
+        conn.query_drop("BEGIN").await.unwrap();
+        conn.query_drop(format!("SELECT v FROM t WHERE id = {id} FOR UPDATE")).await.unwrap();
+    }
+    a.query_drop("COMMIT").await.unwrap();
+    b.query_drop("COMMIT").await.unwrap();
+    // Both connections of the primary sit idle in the schema pool. A client without a schema
+    // needs one from its own pool, twice over.
+    let mut c = proxy.connect().await;
+    let mut d = proxy.connect().await;
+    let started = std::time::Instant::now();
+    for (id, conn) in [(2, &mut c), (3, &mut d)] {
+        conn.query_drop("BEGIN").await.unwrap();
+        conn.query_drop(format!("UPDATE `{db}`.t SET v = v + 1 WHERE id = {id}")).await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(2), "room was made, nobody waited out the timeout");
+    let open = format!("rwsplit_pool_connections{{backend=\"{primary}\"}}");
+    assert!(metric(&proxy, &open) <= 2);
+    c.query_drop("COMMIT").await.unwrap();
+    d.query_drop("COMMIT").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_left_dirty_is_reset_and_reused_not_closed() {
+    let (proxy, db, _) = setup("poolreset", 1, Duration::from_secs(3)).await;
+    let lock = format!("poolreset_{}", std::process::id());
+    let mut dirty = proxy.connect_db(&db).await;
+    dirty.query_drop("BEGIN").await.unwrap();
+    dirty.query_drop("UPDATE t SET v = 100 WHERE id = 1").await.unwrap();
+    dirty.query_drop("CREATE TEMPORARY TABLE tt (a INT)").await.unwrap();
+    dirty.query_drop(format!("SELECT GET_LOCK('{lock}', 1)")).await.unwrap();
+    let thread: u64 = dirty.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    dirty.disconnect().await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            metric(&proxy, "rwsplit_pool_resets_total{result=\"ok\"}") >= 1
+        })
+        .await,
+        "the connection was reset in the background"
+    );
+
+    let mut next = proxy.connect_db(&db).await;
+    let again: u64 = next.query_first("/* rwsplit:primary */ SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    assert_eq!(again, thread, "the same backend connection is reused, not a new one");
+    let err = next.query_drop("/* rwsplit:primary */ SELECT * FROM tt").await.unwrap_err();
+    assert_eq!(server_error(&err).0, 1146, "the temporary table is gone");
+    let free: Option<i64> = next.query_first(format!("SELECT IS_FREE_LOCK('{lock}')")).await.unwrap();
+    assert_eq!(free, Some(1), "the named lock was released");
+    let v: Option<i64> = next.query_first("/* rwsplit:primary */ SELECT v FROM t WHERE id = 1").await.unwrap();
+    assert_eq!(v, Some(0), "the open transaction was rolled back");
+}
