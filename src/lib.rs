@@ -6,6 +6,9 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+#[macro_use]
+mod bitset;
+
 pub mod admin;
 pub mod app;
 pub mod backend;

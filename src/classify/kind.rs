@@ -5,79 +5,6 @@
 
 use std::fmt;
 
-/// Defines a `Copy` bit-set newtype with named constants and the usual operators.
-///
-/// Written by hand instead of pulling in the `bitflags` crate: the classifier needs only
-/// `contains`, `intersects`, `insert`, `|` and a readable `Debug`.
-macro_rules! bitset {
-    ($(#[$meta:meta])* $name:ident: $int:ty { $($(#[$cmeta:meta])* $flag:ident = $bit:expr,)* }) => {
-        $(#[$meta])*
-        #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-        pub struct $name($int);
-
-        impl $name {
-            $($(#[$cmeta])* pub const $flag: Self = Self(1 << $bit);)*
-            /// No bit set.
-            pub const EMPTY: Self = Self(0);
-            const FLAG_NAMES: &'static [(&'static str, Self)] = &[$((stringify!($flag), Self::$flag),)*];
-
-            /// The raw bits, for logging or metrics.
-            pub const fn bits(self) -> $int {
-                self.0
-            }
-            /// True when every bit of `other` is set in `self`.
-            pub const fn contains(self, other: Self) -> bool {
-                self.0 & other.0 == other.0
-            }
-            /// True when at least one bit of `other` is set in `self`.
-            pub const fn intersects(self, other: Self) -> bool {
-                self.0 & other.0 != 0
-            }
-            /// Both sets of bits (a `const` form of `|`).
-            pub const fn union(self, other: Self) -> Self {
-                Self(self.0 | other.0)
-            }
-            /// True when no bit is set.
-            pub const fn is_empty(self) -> bool {
-                self.0 == 0
-            }
-            /// Sets every bit of `other`.
-            pub fn insert(&mut self, other: Self) {
-                self.0 |= other.0;
-            }
-            /// Clears every bit of `other`.
-            pub fn remove(&mut self, other: Self) {
-                self.0 &= !other.0;
-            }
-        }
-
-        impl std::ops::BitOr for $name {
-            type Output = Self;
-            fn bitor(self, rhs: Self) -> Self {
-                Self(self.0 | rhs.0)
-            }
-        }
-
-        impl std::ops::BitOrAssign for $name {
-            fn bitor_assign(&mut self, rhs: Self) {
-                self.0 |= rhs.0;
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut set = f.debug_set();
-                for (name, bit) in Self::FLAG_NAMES {
-                    if self.contains(*bit) {
-                        set.entry(&format_args!("{name}"));
-                    }
-                }
-                set.finish()
-            }
-        }
-    };
-}
-
 bitset! {
     /// Properties of a statement that matter for routing, found anywhere in its text (outside
     /// strings and comments). For a multi-statement packet they are the union over all parts.
@@ -409,6 +336,13 @@ pub struct Classified {
 }
 
 impl Classified {
+    /// A protocol command that carries no SQL text (`COM_INIT_DB`, `COM_FIELD_LIST`,
+    /// `COM_STATISTICS`, ...), classified as the statement it stands for, with no flags.
+    /// `digest` identifies the command in statistics. Nothing is lexed.
+    pub const fn command(kind: Kind, digest: u64) -> Self {
+        Self { kind, flags: Flags::EMPTY, digest, hint: None }
+    }
+
     /// True only when the statement is positively known to be a read that is safe on a
     /// replica outside a transaction: a [`Kind::Select`], [`Kind::Show`], [`Kind::Describe`],
     /// or an [`Kind::Explain`] that does not execute a write, without any of

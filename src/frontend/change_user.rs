@@ -36,7 +36,7 @@ fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
 impl Session {
     pub(super) async fn change_user(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
         let Some(request) = parse(body, self.login.capabilities) else {
-            let _ = self.fail_with(ClientError::malformed_packet(), seq, config).await;
+            let _ = self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await;
             return Outcome::Close;
         };
         let scramble = new_scramble();
@@ -57,7 +57,7 @@ impl Session {
                 super::observe::rejected(&self.shared, crate::stats::Reject::AccessDenied);
                 let peer = self.peer.ip().to_string();
                 let err = ClientError::access_denied(&request.user, &peer, using_password);
-                let _ = self.fail_with(err, last_seq, config).await;
+                let _ = self.reply_error(&err, last_seq.wrapping_add(1), config).await;
                 return Outcome::Close;
             }
             Verdict::Closed => return Outcome::Close,
@@ -67,7 +67,7 @@ impl Session {
         let old_user = self.login.user.name.as_str().to_owned();
         if !self.shared.admit_user(user.name.as_str(), user.max_connections) {
             let err = ClientError::too_many_user_connections(user.name.as_str());
-            let _ = self.fail_with(err, answer_seq, config).await;
+            let _ = self.reply_error(&err, answer_seq.wrapping_add(1), config).await;
             return Outcome::Close;
         }
         self.shared.release_user(&old_user);
@@ -86,7 +86,7 @@ impl Session {
         self.state = State { schema: database, ..State::default() };
         if self.state.schema.is_some() {
             if let Err(err) = self.check_schema(config).await {
-                let _ = self.fail_with(err, answer_seq, config).await;
+                let _ = self.reply_error(&err, answer_seq.wrapping_add(1), config).await;
                 return Outcome::Close;
             }
         }

@@ -10,7 +10,7 @@ use super::query::{Exec, Outcome, Work};
 use super::session::Session;
 use super::ClientError;
 use crate::backend::{ConnectParams, State};
-use crate::classify::{lex, Flags};
+use crate::classify::{Classified, Flags, Kind};
 use crate::config::Config;
 use crate::protocol::okerr::{self, encode_ok, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
 use crate::protocol::packet::put_packet;
@@ -19,20 +19,31 @@ use crate::protocol::response::{Expect, CURSOR_EXISTS};
 use crate::protocol::{command, CapabilityFlags};
 use crate::router::Hold;
 
+/// Digests of the commands that carry no SQL: a marker in the high bits and the command byte.
+const COMMAND_DIGEST: u64 = 0xC0DE_0000_0000_0000;
+/// `COM_INIT_DB`: like `USE` (the primary; it gives the connection a schema).
+const INIT_DB: Classified = Classified::command(Kind::Use, COMMAND_DIGEST | command::INIT_DB as u64);
+/// `COM_FIELD_LIST`: a read, like `SHOW COLUMNS`.
+const FIELD_LIST: Classified = Classified::command(Kind::Show, COMMAND_DIGEST | command::FIELD_LIST as u64);
+/// `COM_STATISTICS`: answered by the primary.
+const STATISTICS: Classified = Classified::command(Kind::Do, COMMAND_DIGEST | command::STATISTICS as u64);
+/// A command with no effect on routing or session state (a statement id the session lost).
+pub(super) const NO_STATEMENT: Classified = Classified::command(Kind::Do, COMMAND_DIGEST);
+
 impl Session {
     /// Runs one client command; `Outcome::Close` ends the session.
     pub(super) async fn dispatch(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
         let Some(&cmd) = payload.first() else {
-            return self.fail_with(ClientError::unknown_command(), seq, config).await;
+            return self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await;
         };
         let body = &payload[1..];
         match cmd {
             command::QUIT => Outcome::Close,
             command::PING => self.reply_ok(seq, config).await,
             command::QUERY => self.query(seq, payload, config).await,
-            command::INIT_DB => self.forward(seq, payload, lex(b"USE"), Expect::OkOrErr, config).await,
-            command::FIELD_LIST => self.forward(seq, payload, lex(b"SHOW COLUMNS"), Expect::Definitions, config).await,
-            command::STATISTICS => self.forward(seq, payload, lex(b"DO 0"), Expect::Single, config).await,
+            command::INIT_DB => self.forward(seq, payload, INIT_DB, Expect::OkOrErr, config).await,
+            command::FIELD_LIST => self.forward(seq, payload, FIELD_LIST, Expect::Definitions, config).await,
+            command::STATISTICS => self.forward(seq, payload, STATISTICS, Expect::Single, config).await,
             command::STMT_PREPARE => {
                 let (stmt, _) = self.classify(body, config);
                 let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };
@@ -57,20 +68,27 @@ impl Session {
                 }
                 Outcome::Continue
             }
-            command::STMT_RESET => match statement_id(payload)
-                .ok()
-                .and_then(|id| Some((id, self.stmts.reset(id, &self.shared.prepared)?)))
-            {
-                None => self.fail_with(ClientError::unknown_statement(payload, "mysqld_stmt_reset"), seq, config).await,
-                Some((id, true)) => {
-                    let stmt = self.cursor_classification(id);
-                    let exec = Exec { work: Work::Statement { id, payload }, seq, expect: Expect::OkOrErr };
-                    let outcome = self.execute(exec, stmt, false, config).await;
-                    self.update_cursor_pin();
-                    outcome
+            command::STMT_RESET => {
+                match statement_id(payload).ok().and_then(|id| Some((id, self.stmts.reset(id, &self.shared.prepared)?)))
+                {
+                    None => {
+                        self.reply_error(
+                            &ClientError::unknown_statement(payload, "mysqld_stmt_reset"),
+                            seq.wrapping_add(1),
+                            config,
+                        )
+                        .await
+                    }
+                    Some((id, true)) => {
+                        let stmt = self.cursor_classification(id);
+                        let exec = Exec { work: Work::Statement { id, payload }, seq, expect: Expect::OkOrErr };
+                        let outcome = self.execute(exec, stmt, false, config).await;
+                        self.update_cursor_pin();
+                        outcome
+                    }
+                    Some((_, false)) => self.reply_ok(seq, config).await,
                 }
-                Some((_, false)) => self.reply_ok(seq, config).await,
-            },
+            }
             command::RESET_CONNECTION => {
                 self.reset_session();
                 self.reply_ok(seq, config).await
@@ -82,9 +100,9 @@ impl Session {
                     let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
                     self.kill(seq, KillRequest { query_only: false, id }, config).await
                 }
-                None => self.fail_with(ClientError::malformed_packet(), seq, config).await,
+                None => self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await,
             },
-            _ => self.fail_with(ClientError::unknown_command(), seq, config).await,
+            _ => self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await,
         }
     }
 
@@ -97,7 +115,7 @@ impl Session {
             }
         }
         if stmt.flags.contains(Flags::LOCAL) && !self.login.capabilities.contains(CapabilityFlags::CLIENT_LOCAL_FILES) {
-            return self.fail_with(ClientError::local_infile_refused(), seq, config).await;
+            return self.reply_error(&ClientError::local_infile_refused(), seq.wrapping_add(1), config).await;
         }
         let exec = Exec { work: Work::Forward(payload), seq, expect: Expect::Results };
         self.execute(exec, stmt, all_reads, config).await
@@ -118,11 +136,11 @@ impl Session {
     async fn statement(&mut self, seq: u8, payload: &[u8], cmd: u8, config: &Config) -> Outcome {
         let name = if cmd == command::STMT_EXECUTE { "mysqld_stmt_execute" } else { "mysqld_stmt_fetch" };
         let Some(id) = statement_id(payload).ok().filter(|id| self.stmts.get(*id).is_some()) else {
-            return self.fail_with(ClientError::unknown_statement(payload, name), seq, config).await;
+            return self.reply_error(&ClientError::unknown_statement(payload, name), seq.wrapping_add(1), config).await;
         };
         let expect = if cmd == command::STMT_FETCH {
             if !self.stmts.get(id).is_some_and(|s| s.cursor_open) {
-                return self.fail_with(ClientError::no_open_cursor(id), seq, config).await;
+                return self.reply_error(&ClientError::no_open_cursor(id), seq.wrapping_add(1), config).await;
             }
             Expect::Rows
         } else {
@@ -135,7 +153,7 @@ impl Session {
 
     /// The classification a statement command routes by.
     fn cursor_classification(&self, id: u32) -> crate::classify::Classified {
-        self.stmts.get(id).map_or_else(|| lex(b"DO 0"), |s| s.meta.classified)
+        self.stmts.get(id).map_or(NO_STATEMENT, |s| s.meta.classified)
     }
 
     /// After a statement command: remembers whether the execute opened a cursor and keeps the
@@ -196,7 +214,7 @@ impl Session {
         let on = match body.get(..2) {
             Some([0, 0]) => true,
             Some([1, 0]) => false,
-            _ => return self.fail_with(ClientError::unknown_command(), seq, config).await,
+            _ => return self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await,
         };
         self.login.capabilities.set(CapabilityFlags::CLIENT_MULTI_STATEMENTS, on);
         // A held connection was opened with the old flag; its state moves with the session
@@ -222,10 +240,10 @@ impl Session {
 
     async fn kill(&mut self, seq: u8, request: KillRequest, config: &Config) -> Outcome {
         let Some(target) = self.shared.sessions.get(request.id) else {
-            return self.fail_with(ClientError::unknown_thread(request.id), seq, config).await;
+            return self.reply_error(&ClientError::unknown_thread(request.id), seq.wrapping_add(1), config).await;
         };
         if target.user != self.login.user.name.as_str() {
-            return self.fail_with(ClientError::not_owner(request.id), seq, config).await;
+            return self.reply_error(&ClientError::not_owner(request.id), seq.wrapping_add(1), config).await;
         }
         if !request.query_only {
             target.kill();
@@ -259,13 +277,15 @@ impl Session {
                     }
                     Ok(_) => {}
                     Err(err) => {
-                        return self.fail_with(ClientError::checkout_failed(node.name(), &err), seq, config).await
+                        return self
+                            .reply_error(&ClientError::checkout_failed(node.name(), &err), seq.wrapping_add(1), config)
+                            .await
                     }
                 }
             }
         }
         if request.id == self.id.0 && !request.query_only {
-            let _ = self.fail_with(ClientError::connection_killed(), seq, config).await;
+            let _ = self.reply_error(&ClientError::connection_killed(), seq.wrapping_add(1), config).await;
             return Outcome::Close;
         }
         self.reply_ok(seq, config).await
@@ -282,14 +302,6 @@ impl Session {
         match self.io.flush(config.pool.query_timeout).await {
             Ok(()) => Outcome::Continue,
             Err(_) => Outcome::Close,
-        }
-    }
-
-    pub(super) async fn fail_with(&mut self, err: ClientError, seq: u8, config: &Config) -> Outcome {
-        if self.reply_error(&err, seq.wrapping_add(1), config).await {
-            Outcome::Continue
-        } else {
-            Outcome::Close
         }
     }
 }

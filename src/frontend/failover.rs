@@ -52,7 +52,7 @@ impl Session {
         } else {
             ClientError::state_lost_in_failover()
         };
-        Some(self.reply(&err, seq.wrapping_add(1), config).await)
+        Some(self.reply_error(&err, seq.wrapping_add(1), config).await)
     }
 
     /// Checks out a connection to the primary, waiting up to `routing.failover_hold` while none
@@ -157,7 +157,7 @@ impl Session {
         }
         tracing::warn!(error = %err, "lost the held connection to the primary mid-statement");
         self.forget_backend_state();
-        Some(self.reply(&ClientError::lost_primary(err), seq, config).await)
+        Some(self.reply_error(&ClientError::lost_primary(err), seq, config).await)
     }
 
     /// The session's transaction and pinned state lived on a connection that is gone.
@@ -170,13 +170,5 @@ impl Session {
         // Cursors lived on the dropped connection.
         self.stmts.close_cursors();
         self.status &= !STATUS_IN_TRANS;
-    }
-
-    async fn reply(&mut self, err: &ClientError, seq: u8, config: &Config) -> Outcome {
-        if self.reply_error(err, seq, config).await {
-            Outcome::Continue
-        } else {
-            Outcome::Close
-        }
     }
 }

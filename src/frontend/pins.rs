@@ -4,9 +4,31 @@
 
 use crate::classify::{Classified, Flags, Kind, SetTargets, XaKind};
 
-/// Pin reasons, one bit each.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pins(u16);
+bitset! {
+    /// Pin reasons, one bit each.
+    Pins: u16 {
+        /// `CREATE TEMPORARY TABLE`.
+        TEMP_TABLE = 0,
+        /// User variables assigned.
+        USER_VAR = 1,
+        /// `GET_LOCK` and friends.
+        LOCK_FN = 2,
+        /// `LOCK TABLES`.
+        LOCK_TABLES = 3,
+        /// Text-protocol `PREPARE`.
+        TEXT_PREPARE = 4,
+        /// `XA START`.
+        XA = 5,
+        /// `HANDLER ... OPEN`.
+        HANDLER = 6,
+        /// `SET TRANSACTION` (applies to the next transaction on this connection only).
+        NEXT_TRANSACTION = 7,
+        /// The server reported a state change the proxy cannot replay.
+        STATE_CHANGE = 8,
+        /// A prepared statement's cursor is open (released when it is closed or reset).
+        CURSOR = 9,
+    }
+}
 
 /// Every pin reason with its metric label.
 pub const REASONS: [(Pins, &str); 10] = [
@@ -23,47 +45,6 @@ pub const REASONS: [(Pins, &str); 10] = [
 ];
 
 impl Pins {
-    /// `CREATE TEMPORARY TABLE`.
-    pub const TEMP_TABLE: Pins = Pins(1);
-    /// User variables assigned.
-    pub const USER_VAR: Pins = Pins(1 << 1);
-    /// `GET_LOCK` and friends.
-    pub const LOCK_FN: Pins = Pins(1 << 2);
-    /// `LOCK TABLES`.
-    pub const LOCK_TABLES: Pins = Pins(1 << 3);
-    /// Text-protocol `PREPARE`.
-    pub const TEXT_PREPARE: Pins = Pins(1 << 4);
-    /// `XA START`.
-    pub const XA: Pins = Pins(1 << 5);
-    /// `HANDLER ... OPEN`.
-    pub const HANDLER: Pins = Pins(1 << 6);
-    /// `SET TRANSACTION` (applies to the next transaction on this connection only).
-    pub const NEXT_TRANSACTION: Pins = Pins(1 << 7);
-    /// The server reported a state change the proxy cannot replay.
-    pub const STATE_CHANGE: Pins = Pins(1 << 8);
-    /// A prepared statement's cursor is open (released when it is closed or reset).
-    pub const CURSOR: Pins = Pins(1 << 9);
-
-    /// True when no reason is set.
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// True when every reason of `other` is set.
-    pub fn contains(self, other: Pins) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Adds reasons.
-    pub fn insert(&mut self, other: Pins) {
-        self.0 |= other.0;
-    }
-
-    /// Removes reasons.
-    pub fn remove(&mut self, other: Pins) {
-        self.0 &= !other.0;
-    }
-
     /// Reasons set in `self` but not in `before`.
     pub fn added_since(self, before: Pins) -> Pins {
         Pins(self.0 & !before.0)

@@ -56,6 +56,7 @@ pub(super) enum Work<'a> {
 }
 
 /// What the command loop does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Outcome {
     /// Read the next command.
     Continue,
@@ -148,7 +149,7 @@ impl Session {
                         excluded = Some(index);
                         continue;
                     }
-                    return self.fail(&err, exec.seq.wrapping_add(1), config).await;
+                    return self.reply_error(&err, exec.seq.wrapping_add(1), config).await;
                 }
             };
             let mut lease = lease;
@@ -156,7 +157,9 @@ impl Session {
                 Ok(None) => {}
                 Ok(Some(refusal)) => {
                     self.keep_if_held(lease, route.target);
-                    return self.fail(&ClientError::from_err_packet(&refusal), exec.seq.wrapping_add(1), config).await;
+                    return self
+                        .reply_error(&ClientError::from_err_packet(&refusal), exec.seq.wrapping_add(1), config)
+                        .await;
                 }
                 Err(err) => {
                     lease.broken = true;
@@ -210,7 +213,7 @@ impl Session {
                             stmt
                         }
                         // Preparing changes nothing; its effects come with each execute.
-                        Work::Prepare(_) => crate::classify::lex(b"DO 0"),
+                        Work::Prepare(_) => super::commands::NO_STATEMENT,
                         Work::Forward(_) => stmt,
                     };
                     rec.done(&topology, lease.backend, &outcome);
@@ -286,15 +289,6 @@ impl Session {
         }
     }
 
-    /// Reports an error for this statement; the session goes on.
-    async fn fail(&mut self, err: &ClientError, seq: u8, config: &Config) -> Outcome {
-        if self.reply_error(err, seq, config).await {
-            Outcome::Continue
-        } else {
-            Outcome::Close
-        }
-    }
-
     /// The backend connection died mid-statement. A session whose transaction or pinned state
     /// lived on it cannot go on as if nothing happened, so it is closed after the error.
     async fn lost(&mut self, err: &backend::Error, seq: u8, config: &Config) -> Outcome {
@@ -303,7 +297,7 @@ impl Session {
         self.held = None;
         self.previous.connection_lost();
         self.sequences.connection_lost();
-        let sent = self.reply_error(&ClientError::lost_backend(err), seq, config).await;
+        let sent = self.reply_error(&ClientError::lost_backend(err), seq, config).await == Outcome::Continue;
         if had_state || !sent {
             Outcome::Close
         } else {

@@ -228,9 +228,13 @@ impl Session {
         self.shared.pools.check_in_dirty(lease, timeout);
     }
 
-    /// Sends an ERR; returns false when the client cannot be written to.
-    pub(super) async fn reply_error(&mut self, err: &ClientError, seq: u8, config: &Config) -> bool {
+    /// Sends an ERR as the packet of sequence id `seq`; the one place errors reach the client
+    /// after login. The session goes on unless the client cannot be written to.
+    pub(super) async fn reply_error(&mut self, err: &ClientError, seq: u8, config: &Config) -> Outcome {
         err.write(seq, &mut self.io.out);
-        self.io.flush(config.pool.query_timeout).await.is_ok()
+        match self.io.flush(config.pool.query_timeout).await {
+            Ok(()) => Outcome::Continue,
+            Err(_) => Outcome::Close,
+        }
     }
 }
