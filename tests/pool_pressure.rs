@@ -123,3 +123,30 @@ async fn a_connection_left_dirty_is_reset_and_reused_not_closed() {
     let v: Option<i64> = next.query_first("/* rwsplit:primary */ SELECT v FROM t WHERE id = 1").await.unwrap();
     assert_eq!(v, Some(0), "the open transaction was rolled back");
 }
+
+#[tokio::test]
+async fn a_users_backend_cap_applies_over_its_pools() {
+    let cluster = Cluster::shared().await;
+    let db = fresh_db(&cluster, "poolusercap").await;
+    let mut primary = cluster.primary_conn().await;
+    primary.query_drop(format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT)")).await.unwrap();
+    primary.query_drop(format!("INSERT INTO `{db}`.t VALUES (1, 0), (2, 0)")).await.unwrap();
+    cluster.wait_replicas().await;
+    let mut config = cluster.config();
+    config.pool.max_connections_per_backend = 10;
+    config.pool.checkout_timeout = Duration::from_millis(500);
+    for user in &mut config.users {
+        if user.name.as_str() == "app" {
+            user.max_backend_connections = 1;
+        }
+    }
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut a = proxy.connect_db(&db).await;
+    let mut b = proxy.connect().await;
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("UPDATE t SET v = 1 WHERE id = 1").await.unwrap();
+    let err = b.query_drop(format!("UPDATE `{db}`.t SET v = 1 WHERE id = 2")).await.unwrap_err();
+    assert_eq!(server_error(&err).0, 1040, "app may hold one connection to the primary, over both pools");
+    a.query_drop("COMMIT").await.unwrap();
+    b.query_drop(format!("UPDATE `{db}`.t SET v = 1 WHERE id = 2")).await.unwrap();
+}
