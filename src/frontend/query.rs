@@ -26,6 +26,10 @@ const STATUS_NO_BACKSLASH_ESCAPES: u16 = 0x0200;
 /// MariaDB's `SERVER_STATUS_ANSI_QUOTES`
 const STATUS_ANSI_QUOTES: u16 = 0x8000;
 
+/// Flags of statements that may ask about the session's previous statements.
+const QUESTIONS: Flags =
+    Flags::WARNINGS_QUERY.union(Flags::ROW_COUNT).union(Flags::FOUND_ROWS).union(Flags::SEQUENCE);
+
 /// How long a backend whose connect failed stays out of replica rotation.
 const DOWN_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
@@ -122,8 +126,12 @@ impl Session {
         if let Some(outcome) = self.leave_retired(exec.seq, config).await {
             return outcome;
         }
+        // A question about the previous statement (answered per session): only statements whose
+        // classification says so are looked at further, so ordinary statements pay nothing.
         let question = match exec.work {
-            Work::Forward(payload) if !stmt.flags.contains(Flags::MULTI) => previous::query_text(payload),
+            Work::Forward(payload) if !stmt.flags.contains(Flags::MULTI) && stmt.flags.intersects(QUESTIONS) => {
+                previous::query_text(payload)
+            }
             _ => None,
         };
         if let Some(kept) = question.and_then(|sql| self.previous.kept_answer(sql)) {
