@@ -3,7 +3,9 @@
 //! Login is `mysql_native_password` against `admin.user` / `admin.password` with a fresh random
 //! scramble per connection (opensrv's default is constant; it asks for the scramble twice, so it
 //! is drawn once and kept). Statements go to [`super::execute`]; every answer is text.
-//! Prepared statements are refused. One task per connection; both socket halves have deadlines.
+//! Prepared statements are refused. One task per connection; both socket halves have deadlines,
+//! and every byte the client sends passes [`Guard`] (frame sizes, a whole-handshake deadline)
+//! before opensrv-mysql reads it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::deadline::Deadline;
+use super::guard::Guard;
 use super::{Answer, Context};
 use crate::protocol::auth::{native_hash, new_scramble, verify_native};
 
@@ -156,7 +159,7 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, id: u32) -> std::io::R
         (config.server.handshake_timeout, config.server.idle_timeout)
     };
     let (read, write) = stream.into_split();
-    let read = Deadline::new(read, handshake, idle);
+    let read = Guard::new(Deadline::new(read, handshake, idle), handshake);
     let write = Deadline::new(write, WRITE_TIMEOUT, WRITE_TIMEOUT);
     let shim = Shim { ctx, id, scramble: new_scramble() };
     AsyncMysqlIntermediary::run_on(shim, read, write).await

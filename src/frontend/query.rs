@@ -27,8 +27,7 @@ const STATUS_NO_BACKSLASH_ESCAPES: u16 = 0x0200;
 const STATUS_ANSI_QUOTES: u16 = 0x8000;
 
 /// Flags of statements that may ask about the session's previous statements.
-const QUESTIONS: Flags =
-    Flags::WARNINGS_QUERY.union(Flags::ROW_COUNT).union(Flags::FOUND_ROWS).union(Flags::SEQUENCE);
+const QUESTIONS: Flags = Flags::WARNINGS_QUERY.union(Flags::ROW_COUNT).union(Flags::FOUND_ROWS).union(Flags::SEQUENCE);
 
 /// How long a backend whose connect failed stays out of replica rotation.
 const DOWN_AFTER_FAILURE: Duration = Duration::from_secs(2);

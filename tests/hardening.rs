@@ -1,0 +1,76 @@
+//! Hostile peers (issue 13): the admin port checks the framing of everything a client sends
+//! before opensrv-mysql reads it, so an oversized frame or a handshake trickled in byte by byte is
+//! cut off instead of growing memory or holding the connection; real logins keep working.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Cluster, TestProxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the proxy closes the connection; how long that took (or `None` within `limit`).
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+async fn admin_login_works(proxy: &TestProxy) {
+    let out = common::ops::admin_cli(proxy.handle.admin_addr().port(), "admin", "SHOW BACKENDS").await;
+    let out = out.expect("the mysql CLI logs in to the admin port after the attack");
+    assert!(out.lines().count() > 1, "{out}");
+}
+
+#[tokio::test]
+async fn an_oversized_frame_on_the_admin_port_is_refused_before_login() {
+    let proxy = TestProxy::start(Cluster::shared().await).await;
+    let mut stream = TcpStream::connect(proxy.handle.admin_addr()).await.unwrap();
+    let mut greeting = [0u8; 512];
+    let n = stream.read(&mut greeting).await.unwrap();
+    assert!(n > 4, "the admin port greets");
+    // A 16 MiB frame header (a continuation frame follows it in the attack), then some of it.
+    stream.write_all(&[0xFF, 0xFF, 0xFF, 1]).await.unwrap();
+    stream.write_all(&[b'x'; 4096]).await.ok();
+    let closed = closed_within(&mut stream, Duration::from_secs(3)).await;
+    assert!(closed.is_some(), "the connection is closed at the header, not left waiting for 16 MiB");
+    admin_login_works(&proxy).await;
+}
+
+#[tokio::test]
+async fn a_trickled_admin_handshake_is_cut_at_its_deadline() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.server.handshake_timeout = Duration::from_secs(1);
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut stream = TcpStream::connect(proxy.handle.admin_addr()).await.unwrap();
+    let mut greeting = [0u8; 512];
+    stream.read(&mut greeting).await.unwrap();
+    // A handshake response header announcing 200 bytes, then one byte every 250 ms: each read
+    // arrives well within the per-read limit, but the whole handshake takes far too long.
+    stream.write_all(&[200, 0, 0, 1]).await.unwrap();
+    let started = Instant::now();
+    let mut cut = false;
+    for _ in 0..24 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if stream.write_all(b"x").await.is_err() {
+            cut = true;
+            break;
+        }
+        let mut probe = [0u8; 64];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(1), stream.read(&mut probe)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "still open after {:?} of trickling", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(4), "cut near the 1 s handshake budget: {:?}", started.elapsed());
+    admin_login_works(&proxy).await;
+}
