@@ -74,3 +74,24 @@ async fn a_trickled_admin_handshake_is_cut_at_its_deadline() {
     assert!(started.elapsed() < Duration::from_secs(4), "cut near the 1 s handshake budget: {:?}", started.elapsed());
     admin_login_works(&proxy).await;
 }
+
+/// PyMySQL with `autocommit=True` sends `SET AUTOCOMMIT = 1` right after login; the admin port
+/// accepts such settings (it has no session state) instead of refusing the connection.
+#[tokio::test]
+async fn pymysql_with_autocommit_logs_in_to_the_admin_port() {
+    let proxy = TestProxy::start(Cluster::shared().await).await;
+    let port = proxy.handle.admin_addr().port();
+    let python = std::env::var("RWSPLIT_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".to_owned());
+    let script = format!(
+        "import pymysql\nc = pymysql.connect(host='127.0.0.1', port={port}, user='admin', password='admin', autocommit=True)\n\
+         cur = c.cursor()\ncur.execute('SHOW BACKENDS')\nprint(len(cur.fetchall()))\n"
+    );
+    let output = tokio::task::spawn_blocking(move || std::process::Command::new(python).args(["-c", &script]).output())
+        .await
+        .unwrap()
+        .expect("python3 with PyMySQL (scripts/test.sh installs python3-pymysql)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "pymysql could not use the admin port: {stderr}");
+    let rows: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
+    assert_eq!(rows, 3, "one row per backend");
+}

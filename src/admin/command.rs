@@ -42,6 +42,9 @@ pub enum Command {
     },
     /// `SELECT @@version_comment` (sent by the `mysql` CLI on connect).
     VersionComment,
+    /// Any other `SET` (`SET autocommit = 1`, `SET NAMES ..`, what drivers send on connect):
+    /// accepted and ignored, the admin interface has no session state.
+    SessionSetting,
 }
 
 /// Why an admin statement was not understood.
@@ -88,6 +91,7 @@ fn parse(sql: &str) -> Result<Command, ParseError> {
         ["DRAIN", "BACKEND", _] => Ok(Command::DrainBackend { backend: unquote_name(words[2]) }),
         ["EXPLAIN", "ROUTE", ..] => explain(sql),
         ["SELECT", var, ..] if var.starts_with("@@VERSION_COMMENT") => Ok(Command::VersionComment),
+        ["SET", next, ..] if *next != "BACKEND" => Ok(Command::SessionSetting),
         _ => Err(ParseError::Unknown),
     }
 }
@@ -141,6 +145,9 @@ mod tests {
             parse("SET BACKEND `node2` WEIGHT 3"),
             Ok(Command::SetWeight { backend: "node2".into(), weight: 3 })
         );
+        assert_eq!(parse("SET AUTOCOMMIT = 1"), Ok(Command::SessionSetting));
+        assert_eq!(parse("set names utf8mb4"), Ok(Command::SessionSetting));
+        assert_eq!(parse("SET BACKEND a"), Err(ParseError::Unknown));
         assert_eq!(parse("drain backend node3"), Ok(Command::DrainBackend { backend: "node3".into() }));
         assert_eq!(parse("select @@version_comment limit 1"), Ok(Command::VersionComment));
         assert_eq!(

@@ -164,6 +164,7 @@ async fn run(ctx: &Context, command: Command) -> Answer {
         Command::SetWeight { backend, weight } => control::set_weight(&ctx.shared, &backend, weight).await,
         Command::DrainBackend { backend } => control::drain(&ctx.shared, &backend).await,
         Command::ExplainRoute { sql } => explain::route(&ctx.shared, &sql),
+        Command::SessionSetting => Answer::Done(String::new()),
         Command::VersionComment => {
             let mut table = Table::new(&["@@version_comment"]);
             table.push(vec![Some("rwsplit admin interface".into())]);
