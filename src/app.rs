@@ -169,6 +169,19 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
     Ok((listener, bound))
 }
 
+/// Binds the client listener with a listen backlog of `backlog` (bursts of connections queue in
+/// the kernel instead of being refused).
+fn bind_with_backlog(addr: SocketAddr, backlog: u32) -> Result<(TcpListener, SocketAddr), Error> {
+    let bind_error = |source| Error::Bind { addr, source };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(bind_error)?;
+    socket.set_reuseaddr(true).map_err(bind_error)?;
+    socket.bind(addr).map_err(bind_error)?;
+    let listener = socket.listen(backlog).map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
+}
+
 /// Binds the listeners and starts serving, without a config file. Returns once the proxy
 /// accepts connections.
 pub async fn start(config: Config) -> Result<Handle, Error> {
@@ -177,7 +190,7 @@ pub async fn start(config: Config) -> Result<Handle, Error> {
 
 /// Binds the listeners and starts serving with `options`.
 pub async fn start_with(config: Config, options: Options) -> Result<Handle, Error> {
-    let (listener, mysql_addr) = bind(config.listen.mysql).await?;
+    let (listener, mysql_addr) = bind_with_backlog(config.listen.mysql, config.listen.backlog)?;
     let (admin_listener, admin_addr) = bind(config.listen.admin).await?;
     let (http_listener, http_addr) = bind(config.listen.http).await?;
     let registry = stats::registry()?;

@@ -95,3 +95,38 @@ async fn pymysql_with_autocommit_logs_in_to_the_admin_port() {
     let rows: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap();
     assert_eq!(rows, 3, "one row per backend");
 }
+
+/// Sockets that connect and never log in take handshake places, not client slots; when the
+/// handshake places run out the oldest silent socket is cut off, so real clients still log in.
+#[tokio::test]
+async fn a_flood_of_silent_sockets_does_not_keep_real_clients_out() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.listen.max_client_connections = 40;
+    config.listen.max_handshakes = 16;
+    config.server.handshake_timeout = Duration::from_secs(20);
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        let mut stream = TcpStream::connect(("127.0.0.1", proxy.port())).await.unwrap();
+        let mut greeting = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut greeting)).await;
+        silent.push(stream);
+    }
+    for n in 0..10 {
+        let mut conn = tokio::time::timeout(Duration::from_secs(5), mysql_async::Conn::new(proxy.opts(None)))
+            .await
+            .unwrap_or_else(|_| panic!("login {n} hung"))
+            .unwrap_or_else(|err| panic!("login {n} refused while silent sockets are open: {err}"));
+        let one: Option<u8> = mysql_async::prelude::Queryable::query_first(&mut conn, "SELECT 1").await.unwrap();
+        assert_eq!(one, Some(1));
+    }
+    let text = proxy.handle.metrics_text().unwrap();
+    let evicted = text
+        .lines()
+        .find(|l| l.starts_with("rwsplit_client_connections_rejected_total{reason=\"handshake_evicted\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(evicted >= 84.0, "silent sockets were cut off to make room: {evicted}");
+    drop(silent);
+}

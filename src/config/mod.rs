@@ -135,6 +135,7 @@ pub fn non_reloadable_changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ("listen.mysql", old.listen.mysql != new.listen.mysql),
         ("listen.admin", old.listen.admin != new.listen.admin),
         ("listen.http", old.listen.http != new.listen.http),
+        ("listen.backlog", old.listen.backlog != new.listen.backlog),
         ("logging.format", old.logging.format != new.logging.format),
     ];
     checks.into_iter().filter(|(_, changed)| *changed).map(|(key, _)| key).collect()

@@ -22,14 +22,29 @@ pub struct ListenConfig {
     /// Address of the HTTP endpoint (`/metrics`, `/live`, `/ready`, `/backends`, `POST /reload`).
     /// Default `"127.0.0.1:6070"`. Not reloadable.
     pub http: SocketAddr,
-    /// Client connections accepted at once; more are refused with ERR 1040. Must be > 0.
-    /// Default `10000`. Reloadable.
+    /// Logged-in client sessions at once; a login beyond it is refused with ERR 1040. Connections
+    /// still in the handshake do not count (see `max_handshakes`). Must be > 0. Default `10000`.
+    /// Reloadable.
     pub max_client_connections: u32,
+    /// Connections in the handshake (not logged in yet) at once; one more cuts off the oldest
+    /// (silent or trickling sockets, never a client that logs in promptly). Must be > 0.
+    /// Default `256`. Reloadable.
+    pub max_handshakes: u32,
+    /// Listen backlog of the client listener (connections the kernel queues before they are
+    /// accepted, for bursts). Must be > 0. Default `1024`. Not reloadable.
+    pub backlog: u32,
 }
 
 impl Default for ListenConfig {
     fn default() -> Self {
-        Self { mysql: localhost(6033), admin: localhost(6032), http: localhost(6070), max_client_connections: 10_000 }
+        Self {
+            mysql: localhost(6033),
+            admin: localhost(6032),
+            http: localhost(6070),
+            max_client_connections: 10_000,
+            max_handshakes: 256,
+            backlog: 1024,
+        }
     }
 }
 

@@ -44,15 +44,9 @@ pub struct Login {
 
 /// Runs the connection phase. On failure the client has been sent an ERR (when it still listens)
 /// and `None` is returned; the caller closes the connection.
-pub async fn handshake(
-    io: &mut ClientIo,
-    shared: &Arc<Shared>,
-    id: ConnId,
-    peer: SocketAddr,
-    over_limit: bool,
-) -> Option<Login> {
+pub async fn handshake(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, peer: SocketAddr) -> Option<Login> {
     let timeout = shared.config.load().server.handshake_timeout;
-    match tokio::time::timeout(timeout, connection_phase(io, shared, id, peer, over_limit)).await {
+    match tokio::time::timeout(timeout, connection_phase(io, shared, id, peer)).await {
         Ok(login) => login,
         Err(_) => {
             tracing::debug!(?timeout, "client did not finish the handshake in time");
@@ -61,13 +55,7 @@ pub async fn handshake(
     }
 }
 
-async fn connection_phase(
-    io: &mut ClientIo,
-    shared: &Arc<Shared>,
-    id: ConnId,
-    peer: SocketAddr,
-    over_limit: bool,
-) -> Option<Login> {
+async fn connection_phase(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, peer: SocketAddr) -> Option<Login> {
     let config = shared.config.load_full();
     let timeout = config.server.handshake_timeout;
     let acceptor = shared.tls.acceptor();
@@ -95,11 +83,6 @@ async fn connection_phase(
     let mut payload = BytesMut::new();
     greeting.encode(&mut payload);
     put_packet(&mut io.out, 0, &payload);
-    if over_limit {
-        ClientError::too_many_connections().write(1, &mut io.out);
-        let _ = io.flush(timeout).await;
-        return None;
-    }
     io.flush(timeout).await.ok()?;
 
     let (mut seq, mut payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;

@@ -10,6 +10,7 @@ mod clients;
 mod commands;
 mod error;
 mod failover;
+mod handshakes;
 pub mod kill;
 mod observe;
 mod pin_ends;
@@ -76,6 +77,8 @@ pub struct Shared {
     pub sha2_cache: verify::Sha2Cache,
     /// Metrics, the client registry (`SHOW CLIENTS`) and the graceful-drain signal.
     pub ops: Ops,
+    /// Connections in the handshake (`listen.max_handshakes`).
+    pub handshakes: Arc<handshakes::Handshakes>,
     /// Sessions pinned, by reason (index into [`PIN_REASONS`]).
     pub pins_total: [std::sync::atomic::AtomicU64; PIN_REASONS.len()],
     next_id: AtomicU32,
@@ -97,6 +100,7 @@ impl Shared {
             sha2_cache: verify::Sha2Cache::default(),
             classifier: Classifier::new(4096),
             pins_total: Default::default(),
+            handshakes: Arc::default(),
             prepared: prepared::Registry::default(),
             sessions: kill::Registry::default(),
             ops: Ops::new(metrics),
@@ -159,13 +163,25 @@ impl Shared {
 /// Releases a client's slot in the global count when the session ends, however it ends.
 struct ClientSlot(Arc<Shared>);
 
+impl ClientSlot {
+    /// Takes a slot for a client that logged in; `None` when `listen.max_client_connections`
+    /// sessions are already logged in.
+    fn take(shared: &Arc<Shared>) -> Option<ClientSlot> {
+        let slot = ClientSlot(shared.clone());
+        let before = shared.clients.fetch_add(1, Ordering::Relaxed);
+        (before < shared.config.load().listen.max_client_connections).then_some(slot)
+    }
+}
+
 impl Drop for ClientSlot {
     fn drop(&mut self) {
         self.0.clients.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Accepts clients until `shutdown` turns true, one task per connection.
+/// Accepts clients until `shutdown` turns true, one task per connection. A connection counts
+/// against `listen.max_handshakes` until it logs in, and against `listen.max_client_connections`
+/// only afterwards.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
@@ -183,14 +199,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: wat
         };
         let _ = stream.set_nodelay(true);
         let id = shared.next_conn_id();
-        let over_limit =
-            shared.clients.fetch_add(1, Ordering::Relaxed) >= shared.config.load().listen.max_client_connections;
-        observe::accepted(&shared, over_limit);
-        let slot = ClientSlot(shared.clone());
+        let (ticket, cut) = shared.handshakes.enter(id, shared.config.load().listen.max_handshakes);
+        observe::accepted(&shared, cut);
         let span = tracing::info_span!("conn", conn_id = %id, client_addr = %peer, user = tracing::field::Empty);
+        let shared = shared.clone();
         tokio::spawn(
             async move {
-                session::run(stream, peer, id, slot, over_limit).await;
+                session::run(stream, peer, id, shared, ticket).await;
             }
             .instrument(span),
         );

@@ -111,11 +111,11 @@ pub(super) async fn until_close(shared: &Shared, status: u16) {
     shared.ops.drain.until_close(status & STATUS_IN_TRANS != 0).await;
 }
 
-/// Counts an accepted TCP connection, and its refusal when over the client limit.
-pub(super) fn accepted(shared: &Shared, over_limit: bool) {
+/// Counts an accepted TCP connection, and the older handshake it cut off, if any.
+pub(super) fn accepted(shared: &Shared, cut_off_a_handshake: bool) {
     shared.ops.metrics.clients.accepted.inc();
-    if over_limit {
-        shared.ops.metrics.clients.reject(Reject::MaxConnections);
+    if cut_off_a_handshake {
+        shared.ops.metrics.clients.reject(Reject::HandshakeEvicted);
     }
 }
 

@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::auth::{self, Login};
+use super::handshakes::Ticket;
 use super::kill::Slot;
 use super::observe;
 use super::pins::Pins;
@@ -65,10 +66,23 @@ impl ClientIo {
 }
 
 /// Runs a client connection from greeting to close.
-pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, slot: ClientSlot, over_limit: bool) {
-    let shared = slot.0.clone();
+pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared: Arc<Shared>, ticket: Ticket) {
     let mut io = ClientIo::new(stream);
-    let Some(login) = auth::handshake(&mut io, &shared, id, peer, over_limit).await else {
+    let login = tokio::select! {
+        login = auth::handshake(&mut io, &shared, id, peer) => login,
+        () = ticket.evicted() => {
+            tracing::debug!("handshake cut off to make room for a newer connection");
+            None
+        }
+    };
+    drop(ticket);
+    let Some(login) = login else {
+        return;
+    };
+    let Some(slot) = ClientSlot::take(&shared) else {
+        observe::rejected(&shared, crate::stats::Reject::MaxConnections);
+        ClientError::too_many_connections().write(login.last_seq.wrapping_add(1), &mut io.out);
+        let _ = io.flush(shared.config.load().server.handshake_timeout).await;
         return;
     };
     let user_name = login.user.name.as_str().to_owned();

@@ -67,11 +67,19 @@ pub enum Reject {
     AccessDenied = 2,
     /// `tls.mode = "required"` and the client did not start TLS (ERR 3159).
     TlsRequired = 3,
+    /// Cut off in the handshake to make room for a newer connection (`listen.max_handshakes`).
+    HandshakeEvicted = 4,
 }
 
 impl Reject {
     /// Every reason, in index order.
-    pub const ALL: [Reject; 4] = [Reject::MaxConnections, Reject::UserLimit, Reject::AccessDenied, Reject::TlsRequired];
+    pub const ALL: [Reject; 5] = [
+        Reject::MaxConnections,
+        Reject::UserLimit,
+        Reject::AccessDenied,
+        Reject::TlsRequired,
+        Reject::HandshakeEvicted,
+    ];
 
     /// The label value.
     pub fn label(self) -> &'static str {
@@ -80,6 +88,7 @@ impl Reject {
             Reject::UserLimit => "user_limit",
             Reject::AccessDenied => "access_denied",
             Reject::TlsRequired => "tls_required",
+            Reject::HandshakeEvicted => "handshake_evicted",
         }
     }
 }
