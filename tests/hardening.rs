@@ -130,3 +130,31 @@ async fn a_flood_of_silent_sockets_does_not_keep_real_clients_out() {
     assert!(evicted >= 84.0, "silent sockets were cut off to make room: {evicted}");
     drop(silent);
 }
+
+/// Password guessing is braked per address: after `listen.max_auth_failures` failures, logins from
+/// the address are refused with ERR 1129 before any password is checked, on the admin port too.
+#[tokio::test]
+async fn repeated_wrong_passwords_block_the_address() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.listen.max_auth_failures = 5;
+    config.listen.auth_failure_decay = Duration::from_secs(3600);
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let wrong = mysql_async::OptsBuilder::from_opts(proxy.opts(None)).pass(Some("wrong"));
+    for attempt in 0..5 {
+        let err = mysql_async::Conn::new(wrong.clone()).await.err().expect("a wrong password fails");
+        assert_eq!(common::server_error(&err).0, 1045, "attempt {attempt}");
+    }
+    let err = mysql_async::Conn::new(proxy.opts(None)).await.err().expect("the address is blocked now");
+    let (code, _, message) = common::server_error(&err);
+    assert_eq!(code, 1129, "{message}");
+    let admin = common::ops::admin_cli(proxy.handle.admin_addr().port(), "admin", "SHOW BACKENDS").await;
+    assert!(admin.is_err(), "the admin port refuses the blocked address too");
+    let text = proxy.handle.metrics_text().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rwsplit_client_connections_rejected_total{reason=\"blocked\"}")
+                && !l.ends_with(" 0")),
+        "blocked logins are counted"
+    );
+}

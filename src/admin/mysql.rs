@@ -32,6 +32,7 @@ struct Shim {
     ctx: Arc<Context>,
     id: u32,
     scramble: [u8; 20],
+    peer: std::net::SocketAddr,
 }
 
 #[async_trait::async_trait]
@@ -51,11 +52,16 @@ impl<W: AsyncWrite + Send + Unpin> AsyncMysqlShim<W> for Shim {
     }
 
     async fn authenticate(&self, _plugin: &str, user: &[u8], salt: &[u8], auth_data: &[u8]) -> bool {
-        let config = self.ctx.shared.config.load();
+        let shared = &self.ctx.shared;
+        if shared.is_login_blocked(self.peer) {
+            shared.ops.metrics.clients.reject(crate::stats::Reject::Blocked);
+            return false;
+        }
+        let config = shared.config.load();
         let expected = (!config.admin.password.is_empty()).then(|| native_hash(config.admin.password.as_bytes()));
         let ok = user == config.admin.user.as_bytes() && verify_native(salt, auth_data, expected.as_ref());
         if !ok {
-            tracing::warn!(user = %String::from_utf8_lossy(user), "admin login refused");
+            shared.login_failed(self.peer, "admin");
         }
         ok
     }
@@ -145,14 +151,14 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Re
         let id = ids.fetch_add(1, Ordering::Relaxed);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(err) = connection(stream, ctx, id).await {
+            if let Err(err) = connection(stream, peer, ctx, id).await {
                 tracing::debug!(admin_conn = id, client_addr = %peer, error = %err, "admin connection ended");
             }
         });
     }
 }
 
-async fn connection(stream: TcpStream, ctx: Arc<Context>, id: u32) -> std::io::Result<()> {
+async fn connection(stream: TcpStream, peer: std::net::SocketAddr, ctx: Arc<Context>, id: u32) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let (handshake, idle) = {
         let config = ctx.shared.config.load();
@@ -161,6 +167,6 @@ async fn connection(stream: TcpStream, ctx: Arc<Context>, id: u32) -> std::io::R
     let (read, write) = stream.into_split();
     let read = Guard::new(Deadline::new(read, handshake, idle), handshake);
     let write = Deadline::new(write, WRITE_TIMEOUT, WRITE_TIMEOUT);
-    let shim = Shim { ctx, id, scramble: new_scramble() };
+    let shim = Shim { ctx, id, scramble: new_scramble(), peer };
     AsyncMysqlIntermediary::run_on(shim, read, write).await
 }

@@ -33,6 +33,13 @@ pub struct ListenConfig {
     /// Listen backlog of the client listener (connections the kernel queues before they are
     /// accepted, for bursts). Must be > 0. Default `1024`. Not reloadable.
     pub backlog: u32,
+    /// Failed logins from one address (client and admin ports together) after which its logins
+    /// are refused (ERR 1129) until failures drain; `0` turns the brake off. Default `20`.
+    /// Reloadable.
+    pub max_auth_failures: u32,
+    /// Time for one failed login to be forgiven. Must be > 0. Default `"30s"`. Reloadable.
+    #[serde(with = "humantime_serde")]
+    pub auth_failure_decay: Duration,
 }
 
 impl Default for ListenConfig {
@@ -44,6 +51,8 @@ impl Default for ListenConfig {
             max_client_connections: 10_000,
             max_handshakes: 256,
             backlog: 1024,
+            max_auth_failures: 20,
+            auth_failure_decay: Duration::from_secs(30),
         }
     }
 }

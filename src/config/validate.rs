@@ -64,6 +64,9 @@ fn listen(listen: &ListenConfig, out: &mut Problems) {
     out.at_least_one("listen.max_client_connections", listen.max_client_connections);
     out.at_least_one("listen.max_handshakes", listen.max_handshakes);
     out.at_least_one("listen.backlog", listen.backlog);
+    if listen.auth_failure_decay.is_zero() {
+        out.add("listen.auth_failure_decay", "must be greater than 0");
+    }
     // Port 0 asks the OS for a free port (tests do this), so only fixed ports can collide.
     let addresses = [("listen.mysql", listen.mysql), ("listen.admin", listen.admin), ("listen.http", listen.http)];
     for (index, (path, address)) in addresses.iter().enumerate() {

@@ -111,6 +111,10 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, p
         return refuse(io, ClientError::secure_transport_required(), seq, timeout).await;
     }
     tracing::Span::current().record("user", String::from_utf8_lossy(&response.user).as_ref());
+    if shared.is_login_blocked(peer) {
+        super::observe::rejected(shared, crate::stats::Reject::Blocked);
+        return refuse(io, ClientError::host_blocked(&peer.ip().to_string()), seq, timeout).await;
+    }
 
     let user = config.users.iter().find(|u| u.name.as_str().as_bytes() == response.user.as_slice());
     // A client without CLIENT_PLUGIN_AUTH answered for the plugin of the greeting.
@@ -126,7 +130,7 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, p
     let last_seq = match verify::authenticate(io, shared, attempt).await {
         Verdict::Accepted { last_seq } => last_seq,
         Verdict::Denied { last_seq, using_password } => {
-            tracing::info!(peer = %peer, "authentication failed");
+            shared.login_failed(peer, "mysql");
             super::observe::rejected(shared, crate::stats::Reject::AccessDenied);
             let err = ClientError::access_denied(&response.user, &peer.ip().to_string(), using_password);
             return refuse(io, err, last_seq, timeout).await;

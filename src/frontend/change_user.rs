@@ -54,6 +54,7 @@ impl Session {
         let answer_seq = match authenticate(&mut self.io, &self.shared, attempt).await {
             Verdict::Accepted { last_seq } => last_seq,
             Verdict::Denied { last_seq, using_password } => {
+                self.shared.login_failed(self.peer, "mysql");
                 super::observe::rejected(&self.shared, crate::stats::Reject::AccessDenied);
                 let peer = self.peer.ip().to_string();
                 let err = ClientError::access_denied(&request.user, &peer, using_password);

@@ -30,6 +30,12 @@ impl ClientError {
         Self::new(1045, b"28000", format!("Access denied for user '{user}'@'{host}' (using password: {using})"))
     }
 
+    /// `ER_HOST_IS_BLOCKED` (1129): too many failed logins from this address (see
+    /// `listen.max_auth_failures`).
+    pub fn host_blocked(host: &str) -> Self {
+        Self::new(1129, b"HY000", format!("Host '{host}' is blocked because of many connection errors"))
+    }
+
     /// `ER_CON_COUNT_ERROR` (1040): the proxy's client limit is reached.
     pub fn too_many_connections() -> Self {
         Self::new(1040, b"08004", "Too many connections")

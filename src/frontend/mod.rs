@@ -21,6 +21,7 @@ mod query;
 mod sequences;
 mod session;
 mod sqltext;
+mod throttle;
 pub mod tls;
 mod verify;
 
@@ -28,6 +29,7 @@ pub use clients::{ClientRow, Clients};
 pub use error::ClientError;
 pub use observe::{refresh_metrics, Drain, Ops, Phase};
 pub use pins::{Pins, REASONS as PIN_REASONS};
+pub use throttle::Throttle;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -77,6 +79,8 @@ pub struct Shared {
     pub sha2_cache: verify::Sha2Cache,
     /// Metrics, the client registry (`SHOW CLIENTS`) and the graceful-drain signal.
     pub ops: Ops,
+    /// Failed logins per source address (`listen.max_auth_failures`), client and admin ports.
+    pub throttle: throttle::Throttle,
     /// Connections in the handshake (`listen.max_handshakes`).
     pub handshakes: Arc<handshakes::Handshakes>,
     /// Sessions pinned, by reason (index into [`PIN_REASONS`]).
@@ -101,6 +105,7 @@ impl Shared {
             classifier: Classifier::new(4096),
             pins_total: Default::default(),
             handshakes: Arc::default(),
+            throttle: throttle::Throttle::default(),
             prepared: prepared::Registry::default(),
             sessions: kill::Registry::default(),
             ops: Ops::new(metrics),
@@ -131,6 +136,20 @@ impl Shared {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Counts a failed login from `peer` (any port) and logs it, rate-limited per address.
+    pub fn login_failed(&self, peer: std::net::SocketAddr, port: &'static str) {
+        let decay = self.config.load().listen.auth_failure_decay;
+        if let Some(line) = self.throttle.failed(peer.ip(), decay) {
+            tracing::info!(peer = %peer, port, suppressed = line.suppressed, "authentication failed");
+        }
+    }
+
+    /// True while logins from `peer` are refused for too many failures.
+    pub fn is_login_blocked(&self, peer: std::net::SocketAddr) -> bool {
+        let listen = &self.config.load().listen;
+        self.throttle.is_blocked(peer.ip(), listen.max_auth_failures, listen.auth_failure_decay)
     }
 
     /// Client connections currently open.

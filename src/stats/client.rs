@@ -69,16 +69,19 @@ pub enum Reject {
     TlsRequired = 3,
     /// Cut off in the handshake to make room for a newer connection (`listen.max_handshakes`).
     HandshakeEvicted = 4,
+    /// Too many failed logins from the address (`listen.max_auth_failures`, ERR 1129).
+    Blocked = 5,
 }
 
 impl Reject {
     /// Every reason, in index order.
-    pub const ALL: [Reject; 5] = [
+    pub const ALL: [Reject; 6] = [
         Reject::MaxConnections,
         Reject::UserLimit,
         Reject::AccessDenied,
         Reject::TlsRequired,
         Reject::HandshakeEvicted,
+        Reject::Blocked,
     ];
 
     /// The label value.
@@ -89,6 +92,7 @@ impl Reject {
             Reject::AccessDenied => "access_denied",
             Reject::TlsRequired => "tls_required",
             Reject::HandshakeEvicted => "handshake_evicted",
+            Reject::Blocked => "blocked",
         }
     }
 }
