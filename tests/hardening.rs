@@ -142,10 +142,10 @@ async fn repeated_wrong_passwords_block_the_address() {
     let proxy = TestProxy::start_with(cluster, config).await;
     let wrong = mysql_async::OptsBuilder::from_opts(proxy.opts(None)).pass(Some("wrong"));
     for attempt in 0..5 {
-        let err = mysql_async::Conn::new(wrong.clone()).await.err().expect("a wrong password fails");
+        let Err(err) = mysql_async::Conn::new(wrong.clone()).await else { panic!("a wrong password fails") };
         assert_eq!(common::server_error(&err).0, 1045, "attempt {attempt}");
     }
-    let err = mysql_async::Conn::new(proxy.opts(None)).await.err().expect("the address is blocked now");
+    let Err(err) = mysql_async::Conn::new(proxy.opts(None)).await else { panic!("the address is blocked now") };
     let (code, _, message) = common::server_error(&err);
     assert_eq!(code, 1129, "{message}");
     let admin = common::ops::admin_cli(proxy.handle.admin_addr().port(), "admin", "SHOW BACKENDS").await;
@@ -157,4 +157,31 @@ async fn repeated_wrong_passwords_block_the_address() {
                 && !l.ends_with(" 0")),
         "blocked logins are counted"
     );
+}
+
+/// With `admin.http_token` set, `POST /reload` and `GET /backends` need it; probes and metrics do not.
+#[tokio::test]
+async fn control_endpoints_need_the_token_and_probes_do_not() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.admin.http_token = "hardening-token".into();
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let addr = proxy.handle.http_addr();
+    let request = |method: &str, path: &str, token: Option<&str>| {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        format!("{method} {path} HTTP/1.1\r\nHost: rwsplit\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+    };
+    async fn status(addr: std::net::SocketAddr, raw: String) -> u16 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(raw.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut out)).await.unwrap().unwrap();
+        String::from_utf8_lossy(&out).split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap()
+    }
+    assert_eq!(status(addr, request("POST", "/reload", None)).await, 401);
+    assert_eq!(status(addr, request("GET", "/backends", Some("wrong-token"))).await, 401);
+    assert_eq!(status(addr, request("GET", "/backends", Some("hardening-token"))).await, 200);
+    for open in ["/metrics", "/live", "/ready"] {
+        assert_eq!(status(addr, request("GET", open, None)).await, 200, "{open}");
+    }
 }

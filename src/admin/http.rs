@@ -79,6 +79,22 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     reply(status, "application/json", value.to_string())
 }
 
+/// True when the request may use a control endpoint: no token is configured (the listener is
+/// then loopback, see config validation), or it carries the token (compared in constant time).
+fn is_authorized(ctx: &Context, req: &Request<Incoming>) -> bool {
+    let config = ctx.shared.config.load();
+    let token = config.admin.http_token.as_bytes();
+    if token.is_empty() {
+        return true;
+    }
+    let presented = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    presented.len() == token.len() && bool::from(subtle::ConstantTimeEq::ct_eq(presented, token))
+}
+
 /// Answers one request.
 pub async fn handle(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
     let allowed = match req.uri().path() {
@@ -91,6 +107,13 @@ pub async fn handle(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
         let mut response = text(StatusCode::METHOD_NOT_ALLOWED, format!("use {allowed}\n"));
         let allow = if allowed == Method::GET { "GET, HEAD" } else { "POST" };
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+        return response;
+    }
+    let control = matches!(req.uri().path(), "/reload" | "/backends");
+    if control && !is_authorized(ctx, &req) {
+        let mut response =
+            text(StatusCode::UNAUTHORIZED, "this endpoint needs Authorization: Bearer <admin.http_token>\n");
+        response.headers_mut().insert(hyper::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return response;
     }
     match req.uri().path() {

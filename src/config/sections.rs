@@ -98,14 +98,21 @@ impl Default for ServerConfig {
 pub struct AdminConfig {
     /// Admin user name. Must not be empty. Default `"admin"`. Reloadable.
     pub user: String,
-    /// Admin password, plain text. Default `"admin"`. Reloadable. Serialized as `"<redacted>"`.
+    /// Admin password, plain text. Default `"admin"`, refused (with `""`) when `listen.admin`
+    /// is not a loopback address. Reloadable. Serialized as `"<redacted>"`.
     #[serde(serialize_with = "redact")]
     pub password: String,
+    /// Bearer token the HTTP control endpoints (`POST /reload`, `GET /backends`) require in an
+    /// `Authorization: Bearer ..` header; `/metrics`, `/live` and `/ready` stay open. `""` leaves
+    /// them open, which is refused when `listen.http` is not a loopback address. Default `""`.
+    /// Reloadable. Serialized as `"<redacted>"`.
+    #[serde(serialize_with = "redact")]
+    pub http_token: String,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { user: "admin".into(), password: "admin".into() }
+        Self { user: "admin".into(), password: "admin".into(), http_token: String::new() }
     }
 }
 

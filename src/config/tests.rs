@@ -317,6 +317,7 @@ fn serialized_config_hides_secrets_and_reads_back() {
     }
     let mut back = Config::from_toml(&shown).unwrap();
     back.admin.password = config.admin.password.clone();
+    back.admin.http_token = config.admin.http_token.clone();
     back.monitor.password = config.monitor.password.clone();
     back.users = config.users.clone();
     assert_eq!(back, config);
@@ -331,4 +332,15 @@ fn operations_sections_take_defaults_and_are_checked() {
     assert_eq!(problems(&text), owned(&[("stats.digests", Some(12))]));
     let text = format!("{MINIMAL}\n[logging]\nlevel = \"info,=bad=\"\n");
     assert_eq!(problems(&text), owned(&[("logging.level", Some(12))]));
+}
+
+#[test]
+fn exposed_control_surfaces_need_real_credentials() {
+    let exposed = format!("[listen]\nadmin = \"0.0.0.0:6032\"\nhttp = \"0.0.0.0:6070\"\n{MINIMAL}");
+    let paths: Vec<String> = problems(&exposed).into_iter().map(|(path, _)| path).collect();
+    assert!(paths.contains(&"admin.password".to_owned()), "{paths:?}");
+    assert!(paths.contains(&"admin.http_token".to_owned()), "{paths:?}");
+    let secured = format!("[admin]\npassword = \"s3cret-admin\"\nhttp_token = \"t0ken\"\n{exposed}");
+    assert!(Config::parse_and_validate(&secured).is_ok(), "credentials set: no problem");
+    assert!(Config::parse_and_validate(MINIMAL).is_ok(), "loopback listeners keep the demo defaults");
 }

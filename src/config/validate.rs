@@ -20,7 +20,7 @@ pub(super) fn problems(config: &Config) -> Vec<Problem> {
     let mut out = Problems::default();
     listen(&config.listen, &mut out);
     server(&config.server, &mut out);
-    admin(&config.admin, &mut out);
+    admin(&config.admin, &config.listen, &mut out);
     backends(&config.backends, &mut out);
     users(&config.users, &mut out);
     pool(&config.pool, &mut out);
@@ -100,8 +100,26 @@ fn server(server: &ServerConfig, out: &mut Problems) {
     }
 }
 
-fn admin(admin: &AdminConfig, out: &mut Problems) {
+fn admin(admin: &AdminConfig, listen: &ListenConfig, out: &mut Problems) {
     out.not_empty("admin.user", &admin.user);
+    if !listen.admin.ip().is_loopback() && (admin.password.is_empty() || admin.password == "admin") {
+        out.add(
+            "admin.password",
+            format!(
+                "the admin port listens on {} (not loopback): set a password other than \"admin\" or \"\"",
+                listen.admin
+            ),
+        );
+    }
+    if !listen.http.ip().is_loopback() && admin.http_token.is_empty() {
+        out.add(
+            "admin.http_token",
+            format!(
+                "the HTTP endpoint listens on {} (not loopback): set a token for POST /reload and GET /backends",
+                listen.http
+            ),
+        );
+    }
 }
 
 fn backends(backends: &[BackendConfig], out: &mut Problems) {
