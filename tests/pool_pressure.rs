@@ -27,14 +27,9 @@ async fn setup(prefix: &str, cap: u32, checkout: Duration) -> (TestProxy, String
     (TestProxy::start_with(cluster, config).await, db, name)
 }
 
-/// A metric's value for the primary backend, from the proxy's registry.
-fn metric(proxy: &TestProxy, series: &str) -> i64 {
-    let text = proxy.handle.metrics_text().unwrap();
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0, |v| v as i64)
+/// A metric of the proxy, as an integer.
+fn metric(proxy: &TestProxy, name: &str, with: &[(&str, &str)]) -> i64 {
+    common::ops::metric(&proxy.handle, name, with) as i64
 }
 
 #[tokio::test]
@@ -53,15 +48,16 @@ async fn one_cap_covers_every_pool_of_a_backend_and_waiters_are_served_in_order(
     let (code, _, message) = server_error(&err);
     assert_eq!(code, 1040, "{message}");
     assert!(message.contains(&primary), "the error names the backend: {message}");
-    let open = format!("rwsplit_pool_connections{{backend=\"{primary}\"}}");
-    assert!(metric(&proxy, &open) <= 2, "never more than the cap: {}", metric(&proxy, &open));
-    assert_eq!(metric(&proxy, &format!("rwsplit_pool_max_connections{{backend=\"{primary}\"}}")), 2);
+    let backend = [("backend", primary.as_str())];
+    let open = metric(&proxy, "rwsplit_pool_connections", &backend);
+    assert!(open <= 2, "never more than the cap: {open}");
+    assert_eq!(metric(&proxy, "rwsplit_pool_max_connections", &backend), 2);
 
     // A waiting client gets the first connection that comes back.
     let waiter =
         tokio::spawn(async move { third.query_drop("UPDATE t SET v = v + 1 WHERE id = 3").await.map(|_| third) });
-    let waiting = format!("rwsplit_pool_waiters{{backend=\"{primary}\"}}");
-    assert!(eventually(Duration::from_secs(5), || async { metric(&proxy, &waiting) == 1 }).await, "one waiter");
+    let waiting = || async { metric(&proxy, "rwsplit_pool_waiters", &backend) == 1 };
+    assert!(eventually(Duration::from_secs(5), waiting).await, "one waiter");
     with_schema.query_drop("COMMIT").await.unwrap();
     let _third = waiter.await.unwrap().expect("the waiter got the connection freed by the commit");
     without_schema.query_drop("COMMIT").await.unwrap();
@@ -88,8 +84,7 @@ async fn idle_connections_of_another_pool_make_room() {
         conn.query_drop(format!("UPDATE `{db}`.t SET v = v + 1 WHERE id = {id}")).await.unwrap();
     }
     assert!(started.elapsed() < Duration::from_secs(2), "room was made, nobody waited out the timeout");
-    let open = format!("rwsplit_pool_connections{{backend=\"{primary}\"}}");
-    assert!(metric(&proxy, &open) <= 2);
+    assert!(metric(&proxy, "rwsplit_pool_connections", &[("backend", primary.as_str())]) <= 2);
     c.query_drop("COMMIT").await.unwrap();
     d.query_drop("COMMIT").await.unwrap();
 }
@@ -107,7 +102,7 @@ async fn a_connection_left_dirty_is_reset_and_reused_not_closed() {
     dirty.disconnect().await.unwrap();
     assert!(
         eventually(Duration::from_secs(5), || async {
-            metric(&proxy, "rwsplit_pool_resets_total{result=\"ok\"}") >= 1
+            metric(&proxy, "rwsplit_pool_resets_total", &[("result", "ok")]) >= 1
         })
         .await,
         "the connection was reset in the background"

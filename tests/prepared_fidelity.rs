@@ -151,15 +151,6 @@ async fn one_clients_long_data_never_breaks_another_clients_statement() {
     }
 }
 
-/// Prepared statements the proxy's backend connections hold, over every backend.
-fn open_backend_statements(proxy: &TestProxy) -> i64 {
-    let text = proxy.handle.metrics_text().unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("rwsplit_prepared_statements{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn statements_a_client_closed_are_closed_on_the_backend() {
     let cluster = Cluster::shared().await;
@@ -174,6 +165,7 @@ async fn statements_a_client_closed_are_closed_on_the_backend() {
     }
     let stmt = conn.prep("DO ? + 1000").await.unwrap();
     conn.exec_drop(&stmt, (1,)).await.unwrap();
-    let open = open_backend_statements(&proxy);
-    assert!(open <= 2, "{open} statements open on the backends after the client closed all but one");
+    // Prepared statements the proxy's backend connections hold, over every backend.
+    let open = common::ops::metric(&proxy.handle, "rwsplit_prepared_statements", &[]);
+    assert!(open <= 2.0, "{open} statements open on the backends after the client closed all but one");
 }

@@ -256,3 +256,9 @@ pub async fn start_from(file: &ConfigFile, watch_file: bool) -> rwsplit::app::Ha
     let options = rwsplit::app::Options { config_path: Some(file.path.clone()), watch_file, log_filter: None };
     rwsplit::app::start_with(file.config(), options).await.expect("proxy starts")
 }
+
+/// The sum of a metric's samples matching `with`, scraped from `handle`'s registry now.
+pub fn metric(handle: &rwsplit::app::Handle, name: &str, with: &[(&str, &str)]) -> f64 {
+    let text = handle.metrics_text().expect("the registry encodes");
+    sum(&parse_prometheus(&text).expect("the exposition parses"), name, with)
+}
