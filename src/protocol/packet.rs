@@ -21,6 +21,10 @@ pub const HEADER_LEN: usize = 4;
 /// Most free space asked for per socket read (large results are read in chunks of this size).
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A buffer that grew beyond this for one large packet is given back once it is empty, so one big
+/// query does not keep megabytes per connection for the rest of its life.
+pub const KEEP_AT_MOST: usize = 1024 * 1024;
+
 /// Free space a new reader starts with: an idle client costs this much, not [`READ_CHUNK`].
 /// The chunk doubles each time a read fills it, up to [`READ_CHUNK`].
 const FIRST_CHUNK: usize = 4 * 1024;
@@ -89,7 +93,12 @@ impl FrameReader {
             self.buf.reserve(HEADER_LEN + len - self.buf.len());
             return None;
         }
-        Some(Frame { bytes: self.buf.split_to(HEADER_LEN + len) })
+        let frame = Frame { bytes: self.buf.split_to(HEADER_LEN + len) };
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_AT_MOST {
+            // The frames already split off keep their bytes; only the spare room goes.
+            self.buf = BytesMut::with_capacity(self.chunk);
+        }
+        Some(frame)
     }
 
     /// True when no unread byte is buffered.
@@ -210,6 +219,9 @@ pub async fn flush<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut, timeou
     };
     within(timeout, write).await??;
     buf.clear();
+    if buf.capacity() > KEEP_AT_MOST {
+        *buf = BytesMut::new();
+    }
     Ok(())
 }
 
@@ -284,5 +296,26 @@ mod tests {
         assert_eq!(f.as_bytes(), &[3, 0, 0, 9, b'a', b'b', b'c']);
         let f = reader.next(&mut io, T).await.unwrap();
         assert_eq!((f.seq(), f.payload().len(), f.is_continued()), (2, 0, false));
+    }
+
+    #[tokio::test]
+    async fn buffers_grown_for_one_large_packet_are_given_back() {
+        let payload = vec![7u8; 3 * KEEP_AT_MOST];
+        let mut wire = BytesMut::new();
+        put_packet(&mut wire, 0, &payload);
+        put_packet(&mut wire, 1, b"small");
+        let mut reader = FrameReader::new();
+        let mut source: &[u8] = &wire;
+        let (_, big) = reader.packet(&mut source, T, usize::MAX).await.unwrap();
+        assert_eq!(big.len(), payload.len());
+        let (_, small) = reader.packet(&mut source, T, usize::MAX).await.unwrap();
+        assert_eq!(&small[..], b"small");
+        assert!(reader.buf.capacity() <= KEEP_AT_MOST, "the reader kept {} bytes", reader.buf.capacity());
+
+        let mut out = BytesMut::from(&payload[..]);
+        let mut sink = Vec::new();
+        flush(&mut sink, &mut out, T).await.unwrap();
+        assert_eq!(sink.len(), payload.len());
+        assert!(out.capacity() <= KEEP_AT_MOST, "the write buffer kept {} bytes", out.capacity());
     }
 }
