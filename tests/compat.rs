@@ -45,8 +45,6 @@ const KNOWN_BUGS: &[(&str, &str)] = &[
     ("after_change_user", "item 3: follows from change_user"),
     ("change_user_bad", "item 3: a failed change user must answer 1045 and keep the connection"),
     ("ping_after_bad", "item 3: a failed change user must keep the connection open"),
-    ("refresh", "item 9: COM_REFRESH answered 1047 instead of forwarded to the primary"),
-    ("debug", "item 9: COM_DEBUG answered 1047 instead of forwarded to the primary"),
     (
         "kill_commented",
         "item 7: KILL after a leading comment reaches the server untranslated (1094 or a random thread)",

@@ -33,6 +33,11 @@ impl Session {
             command::INIT_DB => self.forward(seq, payload, lex(b"USE"), Expect::OkOrErr, config).await,
             command::FIELD_LIST => self.forward(seq, payload, lex(b"SHOW COLUMNS"), Expect::Definitions, config).await,
             command::STATISTICS => self.forward(seq, payload, lex(b"DO 0"), Expect::Single, config).await,
+            // Server administration: one OK, EOF or ERR packet; classified as a FLUSH so they run
+            // on the primary, which checks the privilege (RELOAD, SUPER) like a direct connection.
+            command::REFRESH | command::DEBUG => {
+                self.forward(seq, payload, lex(b"FLUSH"), Expect::Single, config).await
+            }
             command::STMT_PREPARE => {
                 if self.prepare_from_registry(body, seq) {
                     return self.flush_or_close(config).await;
