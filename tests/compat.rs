@@ -49,7 +49,6 @@ const KNOWN_BUGS: &[(&str, &str)] = &[
         "kill_commented",
         "item 7: KILL after a leading comment reaches the server untranslated (1094 or a random thread)",
     ),
-    ("victim_after_kill", "item 7: follows from kill_commented"),
 ];
 
 fn clients_dir() -> PathBuf {
