@@ -43,8 +43,6 @@ const KNOWN_BUGS: &[(&str, &str)] = &[
     ("bulk_check", "item 2: follows from bulk_insert"),
     ("change_user", "item 3: libmariadb's COM_CHANGE_USER fails through the proxy"),
     ("after_change_user", "item 3: follows from change_user"),
-    ("change_user_bad", "item 3: a failed change user must answer 1045 and keep the connection"),
-    ("ping_after_bad", "item 3: a failed change user must keep the connection open"),
     (
         "kill_commented",
         "item 7: KILL after a leading comment reaches the server untranslated (1094 or a random thread)",

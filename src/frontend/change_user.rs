@@ -1,6 +1,8 @@
 //! `COM_CHANGE_USER`: the client logs in again as (possibly) another user on the same
 //! connection. The proxy re-authenticates against its own user list (always through an auth
 //! switch with a fresh scramble, so no earlier challenge is reused), then starts a clean session.
+//! A wrong password is answered with ERR 1045 and the session goes on as the old user, as the
+//! server does.
 
 use super::query::Outcome;
 use super::session::Session;
@@ -57,8 +59,9 @@ impl Session {
                 super::observe::rejected(&self.shared, crate::stats::Reject::AccessDenied);
                 let peer = self.peer.ip().to_string();
                 let err = ClientError::access_denied(&request.user, &peer, using_password);
-                let _ = self.fail_with(err, last_seq, config).await;
-                return Outcome::Close;
+                // Like the server: the connection stays open as the old user (nothing changed yet),
+                // and the client may try again.
+                return self.fail_with(err, last_seq, config).await;
             }
             Verdict::Closed => return Outcome::Close,
         };

@@ -207,10 +207,12 @@ int main(int argc, char **argv) {
     say_status(m);
   text(m, "after_change_user", "SELECT CURRENT_USER() AS u, DATABASE() IS NOT NULL AS has_db, @a AS a_gone");
 
+  m = reopen(m, host, port, user, pw, db);
   step = "change_user_bad";
   if (mysql_change_user(m, user, "wrong-password", db)) printf("%s: error %u %s\n", step, mysql_errno(m), mysql_sqlstate(m));
   step = "ping_after_bad";
   printf("%s: ping=%d\n", step, mysql_ping(m) == 0);
+  text(m, "user_after_bad", "SELECT CURRENT_USER() AS u");
   mysql_close(m);
 
   m = open_conn(host, port, user, pw, db);
