@@ -29,13 +29,6 @@ const ALLOWED: &[(&str, &str)] = &[];
 /// entry when its item is fixed (the test then guards it).
 const KNOWN_BUGS: &[(&str, &str)] = &[
     ("connect", "item 4: the first OK lacks the SERVER_SESSION_STATE_CHANGED the server sends libmariadb"),
-    ("setup", "item 4: SERVER_SESSION_STATE_CHANGED from the proxy's own tracking leaks to the client"),
-    ("create_t", "item 4: session tracking leak"),
-    ("create_b", "item 4: session tracking leak"),
-    ("insert_emoji", "item 4: session tracking leak"),
-    ("user_var", "item 4: session tracking leak"),
-    ("temporary", "item 4: session tracking leak"),
-    ("create_proc", "item 4: session tracking leak"),
     ("in_txn", "item 2: its insert id follows from the failed bulk insert"),
     ("select_binary", "status flags of the binary-protocol EOF are not the server's (item 6 family)"),
     ("call_out", "item 6: OUT-parameter result set and its EOF status flags lost in the binary protocol"),
