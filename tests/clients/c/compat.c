@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
   text(m, "in_txn", "INSERT INTO b (v) VALUES (99)");
   text(m, "rollback", "ROLLBACK");
   text(m, "autocommit_on", "SET autocommit = 1");
-  m = reopen(m, host, port, user, pw, db);
+  /* Same connection as the writes: read-your-writes holds per session, not across them. */
   text(m, "json_type", "SELECT j, JSON_TYPE(j) AS jt FROM t WHERE id = 1");
 
   m = reopen(m, host, port, user, pw, db);
