@@ -56,6 +56,8 @@ install_missing() {
   has go || [[ -x /usr/lib/go/bin/go ]] || pkgs+=(golang-go)
   [[ -d /usr/share/gocode/src/github.com/go-sql-driver/mysql ]] || pkgs+=(golang-github-go-sql-driver-mysql-dev)
   /usr/bin/python3 -c 'import pymysql' >/dev/null 2>&1 || pkgs+=(python3-pymysql)
+  # C-API client of tests/compat.rs: libmariadb headers and mariadb_config.
+  has mariadb_config || pkgs+=(libmariadb-dev)
   ((${#pkgs[@]})) || return 0
 
   section "installing ${pkgs[*]}"

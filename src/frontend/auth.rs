@@ -40,6 +40,9 @@ pub struct Login {
     pub database: Option<Bytes>,
     /// Sequence id of the last packet of the connection phase; the login OK goes out after it.
     pub last_seq: u8,
+    /// The greeting's challenge: libmariadb answers a native-password `COM_CHANGE_USER` with it,
+    /// as the server expects.
+    pub scramble: [u8; crate::protocol::auth::SCRAMBLE_LEN],
 }
 
 /// Runs the connection phase. On failure the client has been sent an ERR (when it still listens)
@@ -148,6 +151,7 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, p
         collation: response.collation,
         database,
         last_seq,
+        scramble,
     })
 }
 

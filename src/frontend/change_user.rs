@@ -1,10 +1,14 @@
 //! `COM_CHANGE_USER`: the client logs in again as (possibly) another user on the same
-//! connection. The proxy re-authenticates against its own user list (always through an auth
-//! switch with a fresh scramble, so no earlier challenge is reused), then starts a clean session.
+//! connection. The proxy re-authenticates against its own user list, then starts a clean session.
+//! A `mysql_native_password` answer in the packet is checked against the greeting's challenge, as
+//! the server does (libmariadb sends no other); other plugins go through an auth switch with a
+//! fresh challenge.
+//! A wrong password is answered with ERR 1045 and the session goes on as the old user, as the
+//! server does.
 
 use super::query::Outcome;
 use super::session::Session;
-use super::verify::{authenticate, Attempt, Verdict};
+use super::verify::{authenticate, Attempt, FirstAnswer, Verdict};
 use super::ClientError;
 use crate::backend::State;
 use crate::config::Config;
@@ -15,6 +19,9 @@ use crate::protocol::CapabilityFlags;
 /// The parts of a `COM_CHANGE_USER` the proxy uses.
 struct Request {
     user: Vec<u8>,
+    /// Auth response computed with the greeting's challenge, and the plugin it is for.
+    auth: Vec<u8>,
+    plugin: Vec<u8>,
     database: Option<Vec<u8>>,
     collation: Option<u8>,
 }
@@ -22,15 +29,20 @@ struct Request {
 fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
     let mut r = Reader::new(body, "COM_CHANGE_USER");
     let user = r.null_terminated().ok()?.to_vec();
-    if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+    let auth = if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
         let len = r.u8().ok()?;
-        r.bytes(usize::from(len)).ok()?;
+        r.bytes(usize::from(len)).ok()?.to_vec()
     } else {
-        r.null_terminated().ok()?;
-    }
+        r.null_terminated().ok()?.to_vec()
+    };
     let database = if r.is_empty() { None } else { Some(r.null_terminated().ok()?.to_vec()).filter(|d| !d.is_empty()) };
     let collation = if r.remaining().len() >= 2 { r.u16().ok().map(|c| c as u8) } else { None };
-    Some(Request { user, database, collation })
+    let plugin = if caps.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH) && !r.is_empty() {
+        r.null_terminated().ok().map(<[u8]>::to_vec).unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    Some(Request { user, auth, plugin, database, collation })
 }
 
 impl Session {
@@ -39,14 +51,22 @@ impl Session {
             let _ = self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await;
             return Outcome::Close;
         };
-        let scramble = new_scramble();
+        // A native-password answer in the packet was computed with the greeting's challenge (the
+        // server checks it against that too); other plugins get an auth switch with a fresh one.
+        let native = request.plugin.as_slice() == crate::protocol::auth::NATIVE_PASSWORD.as_bytes();
+        let scramble = if native { self.login.scramble } else { new_scramble() };
+        if self.shared.is_login_blocked(self.peer) {
+            super::observe::rejected(&self.shared, crate::stats::Reject::Blocked);
+            let err = ClientError::host_blocked(&self.peer.ip().to_string());
+            return self.reply_error(&err, seq.wrapping_add(1), config).await;
+        }
         let live = self.shared.config.load_full();
         let user = live.users.iter().find(|u| u.name.as_str().as_bytes() == request.user.as_slice());
         let acceptor = self.shared.tls.acceptor();
         let attempt = Attempt {
             user,
             scramble: &scramble,
-            first: None,
+            first: native.then(|| FirstAnswer { plugin: &request.plugin, data: &request.auth }),
             seq,
             acceptor: &acceptor,
             timeout: config.server.handshake_timeout,
@@ -58,8 +78,9 @@ impl Session {
                 super::observe::rejected(&self.shared, crate::stats::Reject::AccessDenied);
                 let peer = self.peer.ip().to_string();
                 let err = ClientError::access_denied(&request.user, &peer, using_password);
-                let _ = self.reply_error(&err, last_seq.wrapping_add(1), config).await;
-                return Outcome::Close;
+                // Like the server: the connection stays open as the old user (nothing changed yet),
+                // and the client may try again (failures count against its address).
+                return self.reply_error(&err, last_seq.wrapping_add(1), config).await;
             }
             Verdict::Closed => return Outcome::Close,
         };

@@ -44,6 +44,12 @@ impl Session {
             command::INIT_DB => self.forward(seq, payload, INIT_DB, Expect::OkOrErr, config).await,
             command::FIELD_LIST => self.forward(seq, payload, FIELD_LIST, Expect::Definitions, config).await,
             command::STATISTICS => self.forward(seq, payload, STATISTICS, Expect::Single, config).await,
+            // Server administration: one OK, EOF or ERR packet; classified as a FLUSH so they run
+            // on the primary, which checks the privilege (RELOAD, SUPER) like a direct connection.
+            command::REFRESH | command::DEBUG => {
+                let administration = Classified::command(Kind::Flush, COMMAND_DIGEST | u64::from(cmd));
+                self.forward(seq, payload, administration, Expect::Single, config).await
+            }
             command::STMT_PREPARE => {
                 let (stmt, _) = self.classify(body, config);
                 let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };

@@ -89,10 +89,11 @@ pub struct KillRequest {
     pub id: u32,
 }
 
-/// Parses `KILL [HARD | SOFT] [QUERY | CONNECTION] n` (comments and other forms such as
-/// `KILL USER` or `KILL QUERY ID` return `None` and go to the server).
+/// Parses `KILL [HARD | SOFT] [QUERY | CONNECTION] n`, with comments anywhere (`/* c */ KILL 5`);
+/// other forms such as `KILL USER`, `KILL QUERY ID`, or text with quotes or executable comments
+/// return `None` and go to the server.
 pub fn parse(sql: &[u8]) -> Option<KillRequest> {
-    let text = std::str::from_utf8(sql).ok()?;
+    let text = without_comments(std::str::from_utf8(sql).ok()?)?;
     let mut words = text.trim().trim_end_matches(';').split_ascii_whitespace();
     if !words.next()?.eq_ignore_ascii_case("KILL") {
         return None;
@@ -112,6 +113,33 @@ pub fn parse(sql: &[u8]) -> Option<KillRequest> {
     words.next().is_none().then_some(KillRequest { query_only, id })
 }
 
+/// `sql` with its plain comments (`/* */`, `-- `, `#`) replaced by spaces; `None` when it has
+/// quotes, an executable comment (`/*!`, `/*M!`) or an unterminated comment, which are no KILL the
+/// proxy translates.
+fn without_comments(sql: &str) -> Option<String> {
+    if sql.contains(['\'', '"', '`']) {
+        return None;
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(c) = rest.chars().next() {
+        if let Some(body) = rest.strip_prefix("/*") {
+            if body.starts_with('!') || body.starts_with("M!") {
+                return None;
+            }
+            rest = &body[body.find("*/")? + 2..];
+            out.push(' ');
+        } else if rest.starts_with('#') || rest.starts_with("-- ") || rest.starts_with("--\t") || rest == "--" {
+            rest = rest.find('\n').map_or("", |end| &rest[end..]);
+            out.push(' ');
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +152,11 @@ mod tests {
         assert_eq!(parse(b"KILL USER app"), None);
         assert_eq!(parse(b"KILL QUERY ID 5"), None);
         assert_eq!(parse(b"SELECT 1"), None);
+        assert_eq!(parse(b"/* c */ KILL 5"), Some(KillRequest { query_only: false, id: 5 }));
+        assert_eq!(parse(b"KILL /* q */ QUERY 6 -- why\n"), Some(KillRequest { query_only: true, id: 6 }));
+        assert_eq!(parse(b"# note\nKILL 7 ;"), Some(KillRequest { query_only: false, id: 7 }));
+        assert_eq!(parse(b"/*! KILL */ 5"), None);
+        assert_eq!(parse(b"/* open KILL 5"), None);
     }
 
     #[test]

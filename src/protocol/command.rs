@@ -10,6 +10,10 @@ pub const QUERY: u8 = 0x03;
 pub const FIELD_LIST: u8 = 0x04;
 /// `COM_STATISTICS`
 pub const STATISTICS: u8 = 0x09;
+/// `COM_REFRESH` (flush caches or logs; forwarded to the primary).
+pub const REFRESH: u8 = 0x07;
+/// `COM_DEBUG` (debug information to the server's error log; forwarded to the primary).
+pub const DEBUG: u8 = 0x0D;
 /// `COM_PROCESS_KILL`
 pub const PROCESS_KILL: u8 = 0x0C;
 /// `COM_PING`
@@ -41,6 +45,8 @@ pub fn name(command: u8) -> &'static str {
         QUERY => "query",
         FIELD_LIST => "field_list",
         STATISTICS => "statistics",
+        REFRESH => "refresh",
+        DEBUG => "debug",
         PROCESS_KILL => "process_kill",
         PING => "ping",
         CHANGE_USER => "change_user",

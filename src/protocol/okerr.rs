@@ -70,13 +70,19 @@ impl<'a> Ok<'a> {
         put_lenenc_int(out, self.affected_rows);
         put_lenenc_int(out, self.last_insert_id);
         if session_track {
-            out.put_u16_le(self.status);
+            // Only what a client with default tracking would see (allocates only when the server
+            // reported a change).
+            let mut visible = Vec::new();
+            let changed = self.status & SESSION_STATE_CHANGED != 0
+                && super::session_track::client_visible(self.session_state, &mut visible);
+            let status = if changed { self.status } else { self.status & !SESSION_STATE_CHANGED };
+            out.put_u16_le(status);
             out.put_u16_le(self.warnings);
-            if !self.info.is_empty() || self.status & SESSION_STATE_CHANGED != 0 {
+            if !self.info.is_empty() || changed {
                 put_lenenc_bytes(out, self.info);
             }
-            if self.status & SESSION_STATE_CHANGED != 0 {
-                put_lenenc_bytes(out, self.session_state);
+            if changed {
+                put_lenenc_bytes(out, &visible);
             }
         } else {
             out.put_u16_le(self.status & !SESSION_STATE_CHANGED);

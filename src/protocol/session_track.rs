@@ -68,6 +68,38 @@ pub fn changes(mut data: &[u8]) -> impl Iterator<Item = Result<Change<'_>>> {
     })
 }
 
+/// System variables a MariaDB server tracks by default (`session_track_system_variables`).
+const DEFAULT_TRACKED: [&[u8]; 5] =
+    [b"autocommit", b"character_set_client", b"character_set_connection", b"character_set_results", b"time_zone"];
+
+/// Appends to `out` the entries of `data` a client sees from a server with default tracking
+/// settings (schema changes and the default-tracked system variables); the backends track more
+/// for the proxy itself (`last_gtid`, every variable, state-change markers), which a client never
+/// asked for. Returns whether anything was kept. Malformed input keeps nothing after the error.
+pub fn client_visible(mut data: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    while !data.is_empty() {
+        let mut r = Reader::new(data, "session state");
+        let Ok(kind) = r.u8() else { break };
+        let Ok(entry) = r.lenenc_bytes() else { break };
+        let rest = r.remaining();
+        let raw = &data[..data.len() - rest.len()];
+        let keep = match kind {
+            SCHEMA => true,
+            SYSTEM_VARIABLES => {
+                let mut e = Reader::new(entry, "session state entry");
+                e.lenenc_bytes().is_ok_and(|name| DEFAULT_TRACKED.contains(&name))
+            }
+            _ => false,
+        };
+        if keep {
+            out.extend_from_slice(raw);
+        }
+        data = rest;
+    }
+    out.len() > start
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

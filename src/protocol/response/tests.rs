@@ -77,11 +77,23 @@ fn result_set(columns: usize, rows: &[&[u8]], final_status: u16) -> Vec<Vec<u8>>
 
 #[test]
 fn ok_and_err_end_the_response() {
-    let (steps, client) = run(Expect::OkOrErr, NEW, &[ok_payload(0, STATUS_IN_TRANS, b"\x00\x01x")]);
+    // A schema change (kind 1) is what a client with default tracking sees.
+    let schema = b"\x01\x03\x02db";
+    let (steps, client) = run(Expect::OkOrErr, NEW, &[ok_payload(0, STATUS_IN_TRANS, schema)]);
     let Step::Done(outcome) = &steps[0] else { panic!("{steps:?}") };
     assert_eq!((outcome.status & STATUS_IN_TRANS, outcome.affected_rows, outcome.last_insert_id), (1, 1, 7));
-    assert_eq!(outcome.session_state.as_deref(), Some(&b"\x00\x01x"[..]));
-    assert_eq!(client, vec![(1, ok_payload(0, STATUS_IN_TRANS, b"\x00\x01x"))], "new clients get the OK as sent");
+    assert_eq!(outcome.session_state.as_deref(), Some(&schema[..]));
+    assert_eq!(client, vec![(1, ok_payload(0, STATUS_IN_TRANS, schema))], "new clients get the OK as sent");
+
+    // The proxy's own tracking (last_gtid, state-change marker) is read but never shown.
+    let own = b"\x00\x0e\x09last_gtid\x030-1\x02\x01\x31";
+    let status = (STATUS_IN_TRANS | okerr::SESSION_STATE_CHANGED).to_le_bytes();
+    let mut raw = vec![0, 1, 7, status[0], status[1], 3, 0, 0, own.len() as u8];
+    raw.extend_from_slice(own);
+    let (steps, client) = run(Expect::OkOrErr, NEW, &[raw]);
+    let Step::Done(outcome) = &steps[0] else { panic!("{steps:?}") };
+    assert_eq!(outcome.session_state.as_deref(), Some(&own[..]));
+    assert_eq!(client, vec![(1, ok_payload(0, STATUS_IN_TRANS, b""))], "nothing the client did not ask for");
 
     let (_, client) = run(Expect::OkOrErr, OLD, &[ok_payload(0, STATUS_IN_TRANS, b"\x00\x01x")]);
     assert_eq!(client[0].1, vec![0, 1, 7, 1, 0, 3, 0], "old clients get no session state");
