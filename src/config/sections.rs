@@ -77,11 +77,17 @@ pub struct AdminConfig {
     /// Admin password, plain text. Default `"admin"`. Reloadable. Serialized as `"<redacted>"`.
     #[serde(serialize_with = "redact")]
     pub password: String,
+    /// File holding `password` (one trailing newline removed), instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `password`, instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { user: "admin".into(), password: "admin".into() }
+        Self { user: "admin".into(), password: "admin".into(), password_file: None, password_env: None }
     }
 }
 
@@ -144,6 +150,12 @@ pub struct MonitorConfig {
     /// Password of the monitor user. Default `"monitor"`. Reloadable. Serialized as `"<redacted>"`.
     #[serde(serialize_with = "redact")]
     pub password: String,
+    /// File holding `password` (one trailing newline removed), instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `password`, instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
     /// Time between two probes of one backend. Must be > 0. Default `"1s"`. Reloadable.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -161,6 +173,8 @@ impl Default for MonitorConfig {
         Self {
             user: "monitor".into(),
             password: "monitor".into(),
+            password_file: None,
+            password_env: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             failure_threshold: 3,
