@@ -129,6 +129,15 @@ main() {
 
   section "cargo test $*"
   cargo test "$@"
+
+  # Only for the whole run: a filtered `scripts/test.sh NAME` stays a quick cargo test.
+  if (($# == 0)); then
+    section "Kubernetes manifests (scripts/validate-manifests.sh)"
+    scripts/validate-manifests.sh
+
+    section "container smoke test (scripts/docker-test.sh)"
+    scripts/docker-test.sh
+  fi
 }
 
 main "$@"

@@ -4,7 +4,8 @@
 //! The file watcher watches the file's directory (editors replace files by renaming, which a
 //! watch on the file itself would lose) and reloads once events for the file stop arriving for
 //! [`DEBOUNCE`]. notify runs its own thread; it only hands events to the task through a bounded
-//! channel.
+//! channel. A config mounted from a Kubernetes ConfigMap (`rwsplit.toml -> ..data/rwsplit.toml`)
+//! changes by a swap of the `..data` symlink, which counts as a change of the file too.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +17,8 @@ use crate::admin::Reload;
 
 /// Quiet time after the last file event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
+/// The symlink Kubernetes swaps atomically to update a mounted ConfigMap or Secret.
+const K8S_DATA_LINK: &str = "..data";
 /// How long a triggered reload may take before the trigger stops waiting for it.
 const RELOAD_WAIT: Duration = Duration::from_secs(30);
 
@@ -29,8 +32,13 @@ pub(super) fn file(path: PathBuf, reload: Reload, stop: watch::Receiver<bool>) -
     };
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
+        // A mounted Kubernetes ConfigMap never writes the file: it renames a new `..data`
+        // symlink (pointing at a fresh timestamped directory) over the old one.
         let relevant = matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_))
-            && event.paths.iter().any(|p| p.file_name() == name.as_deref());
+            && event.paths.iter().any(|p| {
+                let file = p.file_name();
+                file == name.as_deref() || file == Some(std::ffi::OsStr::new(K8S_DATA_LINK))
+            });
         if relevant {
             // A full channel already has a reload coming.
             let _ = tx.try_send(());

@@ -108,6 +108,24 @@ pub struct UserConfig {
     /// is given. Default unset. Use [`Self::backend_password`]. Serialized as `"<redacted>"`.
     #[serde(default, skip_serializing_if = "Option::is_none", serialize_with = "redact")]
     pub backend_password: Option<String>,
+    /// File holding `password` (one trailing newline removed), instead of `password`. Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `password`, instead of `password`. Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// File holding `password_hash`, instead of `password_hash`. Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `password_hash`, instead of `password_hash`. Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash_env: Option<String>,
+    /// File holding `backend_password`, instead of `backend_password`. Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `backend_password`, instead of `backend_password`. Default unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_password_env: Option<String>,
     /// Schema selected when the client names none; `""` selects none. Default `""`.
     #[serde(default)]
     pub default_schema: String,

@@ -18,6 +18,7 @@
 mod locate;
 mod members;
 mod operations;
+mod secrets;
 mod sections;
 mod tls;
 mod validate;
@@ -100,20 +101,29 @@ impl Config {
     /// `text`. Pure.
     pub fn parse_and_validate(text: &str) -> Result<Config, Error> {
         let config = Config::from_toml(text)?;
-        config.validate().map_err(|mut problems| {
-            let lines = locate::Lines::index(text);
-            for problem in &mut problems {
-                problem.line = lines.line_of(&problem.path);
-            }
-            Error::Invalid { file: None, problems }
-        })?;
+        config.validate().map_err(|problems| invalid(text, problems))?;
         Ok(config)
     }
 
-    /// Reads, parses and validates the file at `path`; errors name the file.
+    /// Reads, parses and validates the file at `path`, with the secrets given as `*_file` /
+    /// `*_env` keys read in (`secrets.rs`); errors name the file.
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_owned(), source })?;
-        Config::parse_and_validate(&text).map_err(|err| err.in_file(path))
+        Config::parse_resolve_and_validate(&text).map_err(|err| err.in_file(path))
+    }
+
+    /// [`Config::parse_and_validate`] with the secret files and variables read in between.
+    pub fn parse_resolve_and_validate(text: &str) -> Result<Config, Error> {
+        let mut config = Config::from_toml(text)?;
+        let mut problems = secrets::resolve(&mut config, text);
+        if let Err(more) = config.validate() {
+            problems.extend(more);
+        }
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(invalid(text, problems))
+        }
     }
 
     /// The user a client logs in as, by name.
@@ -207,6 +217,15 @@ impl Error {
             read @ Error::Read { .. } => read,
         }
     }
+}
+
+/// [`Error::Invalid`] with each problem's line looked up in `text`.
+fn invalid(text: &str, mut problems: Vec<Problem>) -> Error {
+    let lines = locate::Lines::index(text);
+    for problem in &mut problems {
+        problem.line = lines.line_of(&problem.path);
+    }
+    Error::Invalid { file: None, problems }
 }
 
 fn file_prefix(file: Option<&Path>) -> String {

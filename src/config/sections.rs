@@ -108,11 +108,23 @@ pub struct AdminConfig {
     /// Reloadable. Serialized as `"<redacted>"`.
     #[serde(serialize_with = "redact")]
     pub http_token: String,
+    /// File holding `password` (one trailing newline removed), instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `password`, instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        Self { user: "admin".into(), password: "admin".into(), http_token: String::new() }
+        Self {
+            user: "admin".into(),
+            password: "admin".into(),
+            http_token: String::new(),
+            password_file: None,
+            password_env: None,
+        }
     }
 }
 
@@ -175,6 +187,12 @@ pub struct MonitorConfig {
     /// Password of the monitor user. Default `"monitor"`. Reloadable. Serialized as `"<redacted>"`.
     #[serde(serialize_with = "redact")]
     pub password: String,
+    /// File holding `password` (one trailing newline removed), instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `password`, instead of `password`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
     /// Time between two probes of one backend. Must be > 0. Default `"1s"`. Reloadable.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -192,6 +210,8 @@ impl Default for MonitorConfig {
         Self {
             user: "monitor".into(),
             password: "monitor".into(),
+            password_file: None,
+            password_env: None,
             interval: Duration::from_secs(1),
             timeout: Duration::from_secs(1),
             failure_threshold: 3,

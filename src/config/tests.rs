@@ -68,6 +68,23 @@ fn rwsplit_toml_documents_every_key() {
     config.tls.key = Some("certs/server-key.pem".into());
     config.tls.rsa_private_key = Some("certs/rsa-private.pem".into());
     config.tls.backend_ca = Some("certs/ca.pem".into());
+    // Secret sources (secrets.rs), documented commented out.
+    for (file, env) in [
+        (&mut config.admin.password_file, &mut config.admin.password_env),
+        (&mut config.monitor.password_file, &mut config.monitor.password_env),
+    ] {
+        *file = Some("/run/secrets/x".into());
+        *env = Some("VAR".into());
+    }
+    let user = &mut config.users[0];
+    for (file, env) in [
+        (&mut user.password_file, &mut user.password_env),
+        (&mut user.password_hash_file, &mut user.password_hash_env),
+        (&mut user.backend_password_file, &mut user.backend_password_env),
+    ] {
+        *file = Some("/run/secrets/x".into());
+        *env = Some("VAR".into());
+    }
     let mut schema = BTreeSet::new();
     for (section, value) in toml::Value::try_from(&config).unwrap().as_table().unwrap() {
         let table = match value {
