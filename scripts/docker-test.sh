@@ -65,7 +65,7 @@ cargo build --release --bin rwsplit
 bin="${CARGO_TARGET_DIR:-$root/target}/release/rwsplit"
 cp "$bin" "$root/docker/rwsplit-bin"
 docker build -q -f docker/Dockerfile --target runtime-prebuilt --build-arg RUNTIME_IMAGE="$base_image" -t "$image" . >/dev/null
-echo "image size: $(docker image inspect -f '{{.Size}}' "$image") bytes (on top of the local base)"
+echo "image size: $(docker image inspect -f "{{.Size}}" "$image") bytes (base $(docker image inspect -f "{{.Size}}" "$base_image"))"
 
 # 5. Stack.
 export DB_IMAGE=$base_image RWSPLIT_IMAGE=$image RUNTIME_IMAGE=$base_image
