@@ -26,6 +26,11 @@ pub(super) fn resolve(config: &mut Config, text: &str) -> Vec<Problem> {
     if let Some(secret) = read("admin", "password", explicit, &admin.password_file, &admin.password_env, &mut out) {
         admin.password = secret;
     }
+    let explicit = written(doc.get("admin"), "http_token");
+    if let Some(secret) = read("admin", "http_token", explicit, &admin.http_token_file, &admin.http_token_env, &mut out)
+    {
+        admin.http_token = secret;
+    }
     let monitor = &mut config.monitor;
     let explicit = written(doc.get("monitor"), "password");
     if let Some(secret) = read("monitor", "password", explicit, &monitor.password_file, &monitor.password_env, &mut out)

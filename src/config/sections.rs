@@ -108,6 +108,13 @@ pub struct AdminConfig {
     /// Reloadable. Serialized as `"<redacted>"`.
     #[serde(serialize_with = "redact")]
     pub http_token: String,
+    /// File holding `http_token` (one trailing newline removed), instead of `http_token`.
+    /// Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_token_file: Option<std::path::PathBuf>,
+    /// Environment variable holding `http_token`, instead of `http_token`. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_token_env: Option<String>,
     /// File holding `password` (one trailing newline removed), instead of `password`. Default unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_file: Option<std::path::PathBuf>,
@@ -122,6 +129,8 @@ impl Default for AdminConfig {
             user: "admin".into(),
             password: "admin".into(),
             http_token: String::new(),
+            http_token_file: None,
+            http_token_env: None,
             password_file: None,
             password_env: None,
         }

@@ -71,6 +71,7 @@ fn rwsplit_toml_documents_every_key() {
     // Secret sources (secrets.rs), documented commented out.
     for (file, env) in [
         (&mut config.admin.password_file, &mut config.admin.password_env),
+        (&mut config.admin.http_token_file, &mut config.admin.http_token_env),
         (&mut config.monitor.password_file, &mut config.monitor.password_env),
     ] {
         *file = Some("/run/secrets/x".into());
@@ -335,6 +336,8 @@ fn serialized_config_hides_secrets_and_reads_back() {
     let mut back = Config::from_toml(&shown).unwrap();
     back.admin.password = config.admin.password.clone();
     back.admin.http_token = config.admin.http_token.clone();
+    back.admin.http_token_file = config.admin.http_token_file.clone();
+    back.admin.http_token_env = config.admin.http_token_env.clone();
     back.monitor.password = config.monitor.password.clone();
     back.users = config.users.clone();
     assert_eq!(back, config);
