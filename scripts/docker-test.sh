@@ -63,7 +63,8 @@ fi
 step "building the release binary and the image"
 cargo build --release --bin rwsplit
 bin="${CARGO_TARGET_DIR:-$root/target}/release/rwsplit"
-cp "$bin" "$root/docker/rwsplit-bin"
+# The release profile keeps debug info for profiling; the image gets the binary without it.
+strip -o "$root/docker/rwsplit-bin" "$bin"
 docker build -q -f docker/Dockerfile --target runtime-prebuilt --build-arg RUNTIME_IMAGE="$base_image" -t "$image" . >/dev/null
 echo "image size: $(docker image inspect -f "{{.Size}}" "$image") bytes (base $(docker image inspect -f "{{.Size}}" "$base_image"))"
 
