@@ -25,9 +25,10 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, ReloadOutcome};
 use crate::backend::ServerInfo;
 use crate::config::Config;
-use crate::frontend::{self, Shared};
+use crate::frontend::{self, Front};
 use crate::protocol::handshake::Greeting;
 use crate::protocol::packet::FrameReader;
+use crate::shared::Shared;
 use crate::stats::{self, Metrics};
 
 /// Failures while starting the proxy.
@@ -197,17 +198,18 @@ pub async fn start_with(config: Config, options: Options) -> Result<Handle, Erro
     let metrics = Arc::new(Metrics::register(&registry, &config)?);
     let names: Vec<&str> = config.backends.iter().map(|b| b.name.as_str()).collect();
     metrics.backends.set_backends(&names);
-    let shared = Arc::new(Shared::new(config, metrics));
+    let front = Arc::new(Front::build(config, metrics));
+    let shared = front.shared.clone();
     let (shutdown, stop) = channel::channel(false);
     let (listeners, stop_listening) = channel::channel(false);
     tokio::spawn(learn_primary(shared.clone()));
     let monitor = crate::monitor::spawn(shared.clone(), stop.clone());
-    let accept = tokio::spawn(frontend::serve(listener, shared.clone(), stop_listening.clone()));
+    let accept = tokio::spawn(frontend::serve(listener, front.clone(), stop_listening.clone()));
     let (requests, inbox) = mpsc::channel(admin::RELOAD_QUEUE);
     let reload = admin::Reload::new(requests);
     let ctx = Arc::new(admin::Context::new(shared.clone(), registry, reload.clone()));
     let config_path = options.config_path.as_deref().map(watch::absolute);
-    let reloader = reload::Reloader { shared: shared.clone(), path: config_path.clone(), log: options.log_filter };
+    let reloader = reload::Reloader { shared: front, path: config_path.clone(), log: options.log_filter };
     let mut tasks = vec![
         ("reload", tokio::spawn(reload::serve(reloader, inbox, stop.clone()))),
         ("admin", tokio::spawn(admin::serve_mysql(admin_listener, ctx.clone(), stop_listening))),

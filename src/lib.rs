@@ -18,4 +18,5 @@ pub mod frontend;
 pub mod monitor;
 pub mod protocol;
 pub mod router;
+pub mod shared;
 pub mod stats;

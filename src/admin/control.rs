@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::{Answer, Context, Table};
 use crate::config::Config;
-use crate::frontend::Shared;
+use crate::shared::Shared;
 
 /// `RELOAD`: asks `app` to reload the config file and lists what changed.
 pub async fn reload(ctx: &Context, wait: Duration) -> Answer {

@@ -5,8 +5,8 @@
 use super::{Answer, Table};
 use crate::backend::Topology;
 use crate::config::{NoReplica, UnknownFunctions};
-use crate::frontend::Shared;
 use crate::router::{self, Situation, Target};
+use crate::shared::Shared;
 
 /// Answers `EXPLAIN ROUTE`: route (`primary` or `replica`), backend, reason, kind, digest and the
 /// normalized text.

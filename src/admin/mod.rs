@@ -10,8 +10,8 @@
 //! listener runs as one task started by `app`, with one task per connection; every read and write
 //! has a timeout.
 //!
-//! `admin` reads the frontend's [`Shared`] (the bundle of snapshots every component shares);
-//! that is its only use of `frontend`.
+//! `admin` reads [`crate::shared::Shared`] (the bundle of snapshots every component shares); it
+//! does not depend on `frontend`.
 
 mod command;
 mod control;
@@ -33,7 +33,7 @@ use std::time::Duration;
 use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::frontend::Shared;
+use crate::shared::Shared;
 
 /// Failures of the admin interfaces themselves (a command's own failure is an [`Answer::Error`]).
 #[derive(Debug, thiserror::Error)]
@@ -108,7 +108,7 @@ impl Context {
     /// The Prometheus text of every metric, with scrape-time values copied in first.
     pub fn metrics_text(&self) -> Result<String, Error> {
         let _scrape = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
-        crate::frontend::refresh_metrics(&self.shared);
+        crate::shared::refresh_metrics(&self.shared);
         Ok(crate::stats::encode(&self.registry)?)
     }
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{Answer, Table};
-use crate::frontend::Shared;
+use crate::shared::Shared;
 
 /// One backend as `/backends` and `SHOW BACKENDS` show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]

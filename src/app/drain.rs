@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::frontend::{Phase, Shared};
+use crate::shared::{Phase, Shared};
 
 /// How long sessions get to close once forced (a statement still running keeps its session until
 /// it ends or the process exits).

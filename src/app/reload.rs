@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, watch};
 use super::LogFilter;
 use crate::admin::ReloadRequest;
 use crate::config::{self, non_reloadable_changes, BackendConfig, Config};
-use crate::frontend::Shared;
+use crate::frontend::Front;
+use crate::shared::Shared;
 use crate::stats::ReloadResult;
 
 /// Longest time reading and parsing the file may take.
@@ -57,7 +58,8 @@ pub enum ReloadError {
 
 /// Performs reloads for the reload task.
 pub(super) struct Reloader {
-    pub shared: Arc<Shared>,
+    /// The client side (its TLS material reloads) and, through it, the shared state.
+    pub shared: Arc<Front>,
     pub path: Option<PathBuf>,
     pub log: Option<LogFilter>,
 }

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::session::ClientIo;
 use super::verify::{self, Attempt, FirstAnswer, Verdict};
-use super::{ClientError, ConnId, Shared};
+use super::{ClientError, ConnId, Front};
 use crate::config::UserConfig;
 use crate::protocol::auth::{new_scramble, NATIVE_PASSWORD};
 use crate::protocol::handshake::{proxy_capabilities, Greeting, Response};
@@ -47,7 +47,7 @@ pub struct Login {
 
 /// Runs the connection phase. On failure the client has been sent an ERR (when it still listens)
 /// and `None` is returned; the caller closes the connection.
-pub async fn handshake(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, peer: SocketAddr) -> Option<Login> {
+pub async fn handshake(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, peer: SocketAddr) -> Option<Login> {
     let timeout = shared.config.load().server.handshake_timeout;
     match tokio::time::timeout(timeout, connection_phase(io, shared, id, peer)).await {
         Ok(login) => login,
@@ -58,7 +58,7 @@ pub async fn handshake(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, peer
     }
 }
 
-async fn connection_phase(io: &mut ClientIo, shared: &Arc<Shared>, id: ConnId, peer: SocketAddr) -> Option<Login> {
+async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, peer: SocketAddr) -> Option<Login> {
     let config = shared.config.load_full();
     let timeout = config.server.handshake_timeout;
     let acceptor = shared.tls.acceptor();

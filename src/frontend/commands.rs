@@ -5,7 +5,6 @@
 use bytes::{Bytes, BytesMut};
 
 use super::kill::{self, KillRequest};
-use super::pins::Pins;
 use super::query::{Exec, Outcome, Work};
 use super::session::Session;
 use super::ClientError;
@@ -18,6 +17,7 @@ use crate::protocol::prepare::statement_id;
 use crate::protocol::response::{Expect, CURSOR_EXISTS};
 use crate::protocol::{command, CapabilityFlags};
 use crate::router::Hold;
+use crate::shared::Pins;
 
 /// Digests of the commands that carry no SQL: a marker in the high bits and the command byte.
 const COMMAND_DIGEST: u64 = 0xC0DE_0000_0000_0000;

@@ -20,7 +20,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::pins::Pins;
 use super::query::Outcome;
 use super::session::Session;
 use super::ClientError;
@@ -28,6 +27,7 @@ use crate::backend::{self, BackendIndex, Gtid, Lease, Topology};
 use crate::config::{Config, Consistency, NoReplica};
 use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::router::Target;
+use crate::shared::Pins;
 
 /// While a write waits for a primary, it tries the current one again this often even if the
 /// monitor published nothing (a primary that only blipped).

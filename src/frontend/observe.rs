@@ -10,13 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
-pub(super) use super::clients::Client;
-use super::clients::{Clients, Entry, Seen};
 use super::query::{Exec, Work};
 use super::session::Session;
-use super::{Shared, PIN_REASONS};
 use crate::backend::{self, BackendIndex, Lease, Pool, Pools, Topology};
 use crate::classify::Classified;
 use crate::config::Config;
@@ -24,87 +19,15 @@ use crate::protocol::command;
 use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::protocol::response;
 use crate::router::Target;
-use crate::stats::{sync_counter, BackendRow, Checkout, Metrics, QueryResult, Reject, RouteLabel};
+pub(super) use crate::shared::Client;
+use crate::shared::Shared;
+use crate::shared::{Entry, Seen};
+use crate::stats::{Checkout, QueryResult, Reject, RouteLabel};
 
 /// Longest SQL prefix normalized for a new digest's text.
 const NORMALIZE_LIMIT: usize = 4096;
 /// Longest SQL text put in a debug log line.
 const LOG_SQL_LIMIT: usize = 200;
-
-/// Where the proxy is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// Serving.
-    Running,
-    /// Shutting down: idle sessions close, sessions in a transaction may finish it.
-    Draining,
-    /// The grace period ended (or a second signal came): every session closes between commands.
-    Forced,
-}
-
-/// The drain signal: a `watch` channel sessions wait on while idle.
-#[derive(Debug)]
-pub struct Drain {
-    phase: watch::Sender<Phase>,
-}
-
-impl Default for Drain {
-    fn default() -> Self {
-        Self { phase: watch::channel(Phase::Running).0 }
-    }
-}
-
-impl Drain {
-    /// Moves to `phase` (never back).
-    pub fn advance(&self, phase: Phase) {
-        self.phase.send_if_modified(|now| {
-            let later = phase > *now;
-            if later {
-                *now = phase;
-            }
-            later
-        });
-    }
-
-    /// The current phase.
-    pub fn phase(&self) -> Phase {
-        *self.phase.borrow()
-    }
-
-    /// True once shutdown started.
-    pub fn is_draining(&self) -> bool {
-        self.phase() != Phase::Running
-    }
-
-    /// Completes when a session waiting for its next command must close: at once when draining
-    /// and outside a transaction, at the end of the grace period otherwise.
-    async fn until_close(&self, in_transaction: bool) {
-        let needed = if in_transaction { Phase::Forced } else { Phase::Draining };
-        let mut rx = self.phase.subscribe();
-        if rx.wait_for(|phase| *phase >= needed).await.is_err() {
-            // The sender lives in `Shared`, which outlives every session.
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-/// Operations state shared by all sessions.
-#[derive(Debug)]
-pub struct Ops {
-    /// Every metric, registered on the registry `app` built.
-    pub metrics: Arc<Metrics>,
-    /// Logged-in sessions.
-    pub clients: Clients,
-    /// The graceful-shutdown signal.
-    pub drain: Drain,
-}
-
-impl Ops {
-    /// Operations state around registered `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics, clients: Clients::default(), drain: Drain::default() }
-    }
-}
 
 /// Completes when the session must close instead of reading its next command (graceful drain).
 pub(super) async fn until_close(shared: &Shared, status: u16) {
@@ -256,57 +179,4 @@ fn digest_text(sql: Option<&[u8]>) -> String {
     let mut text = String::new();
     crate::classify::normalize(sql.get(..NORMALIZE_LIMIT).unwrap_or(sql), &mut text);
     text
-}
-
-/// Copies shared state into the scrape-time metrics: client count, backends (role, health, lag,
-/// weight, pool sizes), pins, failovers and the drain flag. Call before encoding the registry.
-pub fn refresh_metrics(shared: &Shared) {
-    let metrics = &shared.ops.metrics;
-    metrics.clients.connections.set(i64::from(shared.client_count()));
-    metrics.backends.refresh(&backend_rows(shared));
-    for ((_, label), total) in PIN_REASONS.iter().zip(&shared.pins_total) {
-        sync_counter(&metrics.ops.pins.with_label_values(&[label]), total.load(Ordering::Relaxed));
-    }
-    sync_counter(&metrics.ops.failovers, shared.topology.failovers_total());
-    let resets = shared.pools.reset_counts();
-    sync_counter(&metrics.backends.resets.with_label_values(&["ok"]), resets.ok.load(Ordering::Relaxed));
-    sync_counter(&metrics.backends.resets.with_label_values(&["failed"]), resets.failed.load(Ordering::Relaxed));
-    sync_counter(&metrics.ops.split_brain, shared.topology.split_brain_total());
-    metrics.ops.draining.set(i64::from(shared.ops.drain.is_draining()));
-}
-
-/// One row per backend of the current topology, with its pools' counts.
-fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
-    let topology = shared.topology.load_full();
-    let mut held: std::collections::HashMap<BackendIndex, (u32, u32)> = std::collections::HashMap::new();
-    for row in shared.ops.clients.list() {
-        if let (Some(backend), Some(hold)) = (row.backend, row.hold) {
-            let counts = held.entry(backend).or_default();
-            if hold == "pinned" {
-                counts.0 += 1;
-            } else {
-                counts.1 += 1;
-            }
-        }
-    }
-    topology
-        .nodes
-        .iter()
-        .map(|node| {
-            let pools = shared.pools.backend_stats(node.index);
-            BackendRow {
-                name: node.name().to_owned(),
-                role: node.role.label(),
-                up: node.is_up(),
-                lag: node.lag,
-                weight: node.config.weight,
-                open: pools.open,
-                in_use: pools.in_use(),
-                max: pools.max,
-                prepared: shared.pools.prepared_open(node.index),
-                waiting: pools.waiting,
-                held: held.get(&node.index).copied().unwrap_or_default(),
-            }
-        })
-        .collect()
 }

@@ -21,9 +21,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::pins::Pins;
 use super::sqltext::Words;
 use crate::classify::{Classified, Kind, SetTargets, XaKind};
+use crate::shared::Pins;
 
 /// What the session's pinned state consists of.
 #[derive(Debug, Default)]

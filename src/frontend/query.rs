@@ -8,10 +8,9 @@ use std::time::Duration;
 use super::auth::Login;
 use super::observe;
 use super::pin_ends::Ledger;
-use super::pins::Pins;
 use super::previous;
 use super::session::{ClientIo, Session, FLUSH_AT};
-use super::{ClientError, Shared};
+use super::ClientError;
 use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
 use crate::config::{Config, UnknownFunctions};
@@ -20,6 +19,8 @@ use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::protocol::response::{self, Expect, Framing, Step, Tracker};
 use crate::protocol::{CapabilityFlags, Error as WireError};
 use crate::router::{self, Hold, Situation, Target};
+use crate::shared::Pins;
+use crate::shared::Shared;
 
 /// `SERVER_STATUS_NO_BACKSLASH_ESCAPES`
 const STATUS_NO_BACKSLASH_ESCAPES: u16 = 0x0200;

@@ -12,16 +12,16 @@ use super::auth::{self, Login};
 use super::handshakes::Ticket;
 use super::kill::Slot;
 use super::observe;
-use super::pins::Pins;
 use super::prepared::ClientStmts;
 use super::query::{Outcome, SessionPools};
-use super::{ClientError, ClientSlot, ConnId, Shared};
+use super::{ClientError, ConnId, Front};
 use crate::backend::{Lease, State};
 use crate::config::Config;
 use crate::protocol::okerr::{encode_ok, STATUS_AUTOCOMMIT};
 use crate::protocol::packet::{flush, put_packet, FrameReader};
 use crate::protocol::{command, Error as WireError};
 use crate::router::Hold;
+use crate::shared::Pins;
 
 /// Flush the client buffer once this much is pending, even mid-response.
 pub(super) const FLUSH_AT: usize = 64 * 1024;
@@ -66,7 +66,7 @@ impl ClientIo {
 }
 
 /// Runs a client connection from greeting to close.
-pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared: Arc<Shared>, ticket: Ticket) {
+pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared: Arc<Front>, ticket: Ticket) {
     let mut io = ClientIo::new(stream);
     let login = tokio::select! {
         login = auth::handshake(&mut io, &shared, id, peer) => login,
@@ -79,7 +79,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
     let Some(login) = login else {
         return;
     };
-    let Some(slot) = ClientSlot::take(&shared) else {
+    let Some(slot) = shared.shared.take_client_slot() else {
         observe::rejected(&shared, crate::stats::Reject::MaxConnections);
         ClientError::too_many_connections().write(login.last_seq.wrapping_add(1), &mut io.out);
         let _ = io.flush(shared.config.load().server.handshake_timeout).await;
@@ -130,7 +130,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
 
 /// A logged-in client.
 pub(super) struct Session {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<Front>,
     pub(super) io: ClientIo,
     pub(super) login: Login,
     /// The state every backend connection must have before running this session's statements.

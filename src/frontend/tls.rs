@@ -95,7 +95,7 @@ fn load_rsa(tls: &TlsConfig) -> Result<RsaSource, LoadError> {
     Ok(RsaSource::Loaded(Arc::new(key)))
 }
 
-/// The TLS and key state shared by all sessions (a field of [`super::Shared`]).
+/// The TLS and key state shared by all sessions (a field of [`super::Front`]).
 pub struct Tls {
     acceptor: ArcSwap<Acceptor>,
     backend: Arc<ArcSwap<Connector>>,

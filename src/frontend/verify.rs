@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::session::ClientIo;
 use super::tls::Acceptor;
-use super::Shared;
+use super::Front;
 use crate::config::{AuthPlugin, UserConfig};
 use crate::protocol::auth::{native_hash, parse_native_hash, verify_native, NativeHash};
 use crate::protocol::handshake::AuthSwitch;
@@ -98,7 +98,7 @@ pub(super) enum Verdict {
 
 /// Runs the exchange for `attempt` with the user's plugin (`mysql_native_password` for unknown
 /// users, like MySQL's default plugin).
-pub(super) async fn authenticate(io: &mut ClientIo, shared: &Shared, attempt: Attempt<'_>) -> Verdict {
+pub(super) async fn authenticate(io: &mut ClientIo, shared: &Front, attempt: Attempt<'_>) -> Verdict {
     let plugin = attempt.user.map_or(AuthPlugin::MysqlNativePassword, |u| u.auth_plugin);
     // A client whose plugin is not the greeting's (native) may have sent an empty placeholder and
     // wait for an auth switch carrying its plugin's challenge (libmariadb does), so only a
@@ -164,7 +164,7 @@ async fn exchange(io: &mut ClientIo, seq: u8, payload: &[u8], timeout: Duration)
 
 async fn sha2(
     io: &mut ClientIo,
-    shared: &Shared,
+    shared: &Front,
     attempt: &Attempt<'_>,
     user: &UserConfig,
     seq: u8,
@@ -221,7 +221,7 @@ enum Failure {
 /// when the client asks for it). A clear-text password over a plain connection is refused.
 async fn full_password(
     io: &mut ClientIo,
-    shared: &Shared,
+    shared: &Front,
     attempt: &Attempt<'_>,
     seq: u8,
     answer: &[u8],

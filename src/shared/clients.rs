@@ -19,7 +19,7 @@ use crate::stats::Metrics;
 
 /// What a session last reported about itself.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Seen {
+pub struct Seen {
     /// The backend connection it holds between statements, and why.
     pub held: Option<(BackendIndex, Hold)>,
     /// A transaction is open.
@@ -30,7 +30,7 @@ pub(super) struct Seen {
 
 /// One session's entry.
 #[derive(Debug)]
-pub(super) struct Entry {
+pub struct Entry {
     id: ConnId,
     user: String,
     peer: SocketAddr,
@@ -82,7 +82,7 @@ pub struct Clients {
 
 impl Clients {
     /// Registers a session; it leaves when the returned handle drops.
-    pub(super) fn join(&self, id: ConnId, peer: SocketAddr, user: &str, metrics: Arc<Metrics>) -> Client {
+    pub fn join(&self, id: ConnId, peer: SocketAddr, user: &str, metrics: Arc<Metrics>) -> Client {
         let entry = Arc::new(Entry {
             id,
             user: user.to_owned(),
@@ -140,7 +140,7 @@ fn hold_label(hold: Hold) -> &'static str {
 
 /// A session's registration; leaves the registry when dropped.
 #[derive(Debug)]
-pub(super) struct Client {
+pub struct Client {
     /// The session's entry.
     pub entry: Arc<Entry>,
     map: Map,

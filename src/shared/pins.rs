@@ -1,6 +1,6 @@
 //! Why a session is pinned to its backend connection: state that cannot be moved to another
 //! connection. A pinned session keeps its connection until the pin ends (see
-//! [`super::pin_ends`]), `COM_RESET_CONNECTION`, `COM_CHANGE_USER` or the session's end.
+//! `frontend::pin_ends`), `COM_RESET_CONNECTION`, `COM_CHANGE_USER` or the session's end.
 
 use crate::classify::{Classified, Flags, Kind, SetTargets, XaKind};
 

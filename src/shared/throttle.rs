@@ -35,7 +35,7 @@ pub struct Throttle {
 }
 
 /// Whether to write a log line for a failure, and how many earlier ones it stands for.
-pub(super) struct LogLine {
+pub struct LogLine {
     /// Failures of this address not logged since the last line.
     pub suppressed: u32,
 }
@@ -57,7 +57,7 @@ impl Throttle {
     }
 
     /// Counts a failed login from `source`; returns a log line when one is due.
-    pub(super) fn failed(&self, source: IpAddr, decay: Duration) -> Option<LogLine> {
+    pub fn failed(&self, source: IpAddr, decay: Duration) -> Option<LogLine> {
         let now = Instant::now();
         let mut scores = self.scores.lock().unwrap_or_else(|p| p.into_inner());
         if scores.len() >= MAX_SOURCES && !scores.contains_key(&source) {
