@@ -145,3 +145,33 @@ async fn a_users_backend_cap_applies_over_its_pools() {
     a.query_drop("COMMIT").await.unwrap();
     b.query_drop(format!("UPDATE `{db}`.t SET v = 1 WHERE id = 2")).await.unwrap();
 }
+
+#[tokio::test]
+async fn pinned_connections_show_per_backend_and_pool_user_until_the_pin_ends() {
+    let (proxy, db, primary) = setup("poolpinned", 2, Duration::from_secs(2)).await;
+    let name: &'static str = Box::leak(primary.into_boxed_str());
+    let pinned = [("backend", name), ("user", "app"), ("hold", "pinned")];
+    let in_transaction = [("backend", name), ("user", "app"), ("hold", "transaction")];
+    assert_eq!(metric(&proxy, "rwsplit_pool_connections_held", &pinned), 0, "a zero series exists before any pin");
+    let mut a = proxy.connect_db(&db).await;
+    let mut b = proxy.connect_db(&db).await;
+    a.query_drop("CREATE TEMPORARY TABLE tt (x INT)").await.unwrap();
+    b.query_drop("BEGIN").await.unwrap();
+    b.query_drop("UPDATE t SET v = v + 1 WHERE id = 1").await.unwrap();
+    // Each session reports what it holds right after its response; poll for it.
+    let held = |with: [(&'static str, &'static str); 3], want: i64| {
+        let proxy = &proxy;
+        async move {
+            eventually(Duration::from_secs(5), || async {
+                metric(proxy, "rwsplit_pool_connections_held", &with) == want
+            })
+            .await
+        }
+    };
+    assert!(held(pinned, 1).await, "the temporary table pins one connection");
+    assert!(held(in_transaction, 1).await, "the transaction holds one connection");
+    a.query_drop("DROP TEMPORARY TABLE tt").await.unwrap();
+    b.query_drop("COMMIT").await.unwrap();
+    assert!(held(pinned, 0).await, "the pin ended with the last temporary table");
+    assert!(held(in_transaction, 0).await, "the transaction ended");
+}

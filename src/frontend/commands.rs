@@ -16,7 +16,6 @@ use crate::protocol::packet::put_packet;
 use crate::protocol::prepare::statement_id;
 use crate::protocol::response::{Expect, CURSOR_EXISTS};
 use crate::protocol::{command, CapabilityFlags};
-use crate::router::Hold;
 use crate::shared::Pins;
 
 /// Digests of the commands that carry no SQL: a marker in the high bits and the command byte.
@@ -174,27 +173,16 @@ impl Session {
     }
 
     fn update_cursor_pin(&mut self) {
-        if self.stmts.any_cursor() {
-            if !self.pins.contains(Pins::CURSOR) {
-                self.pins.insert(Pins::CURSOR);
-                self.shared.count_pins(Pins::CURSOR);
-            }
-        } else if self.pins.contains(Pins::CURSOR) {
-            self.pins.remove(Pins::CURSOR);
-            if self.pins.is_empty() && self.status & STATUS_IN_TRANS == 0 {
-                self.held = None;
-            } else if let Some((_, hold)) = &mut self.held {
-                if self.pins.is_empty() {
-                    *hold = Hold::Transaction;
-                }
-            }
+        let in_transaction = self.status & STATUS_IN_TRANS != 0;
+        if self.binding.set_cursor(self.stmts.any_cursor(), in_transaction) {
+            self.shared.count_pins(Pins::CURSOR);
         }
     }
 
     /// Closes a statement's cursor by closing the statement on the held connection (lazily,
     /// with the next command).
     fn close_cursor(&mut self, global: crate::backend::GlobalId) {
-        if let Some((lease, _)) = &mut self.held {
+        if let Some(lease) = self.binding.lease_mut() {
             lease.stmts.evict(global);
         }
         self.update_cursor_pin();
@@ -204,12 +192,11 @@ impl Session {
     /// carried unmovable state (temporary tables, locks, ...); it is reset in the background
     /// before another session may use it.
     pub(super) fn reset_session(&mut self) {
-        if let Some((lease, _)) = self.held.take() {
-            self.check_in_dirty(lease);
+        let xa = self.binding.pins().contains(Pins::XA);
+        if let Some(lease) = self.binding.release() {
+            self.check_in_dirty(lease, xa);
         }
         self.state = State { schema: self.state.schema.clone(), ..State::default() };
-        self.pins = Pins::default();
-        self.ledger.clear();
         self.previous = Default::default();
         self.sequences.clear();
         self.stmts.clear();

@@ -27,7 +27,6 @@ use crate::backend::{self, BackendIndex, Gtid, Lease, Topology};
 use crate::config::{Config, Consistency, NoReplica};
 use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::router::Target;
-use crate::shared::Pins;
 
 /// While a write waits for a primary, it tries the current one again this often even if the
 /// monitor published nothing (a primary that only blipped).
@@ -37,12 +36,12 @@ impl Session {
     /// Drops a held connection that a failover retired; see the module docs. `seq` is the
     /// client's command sequence id. `None` when the statement may run.
     pub(super) async fn leave_retired(&mut self, seq: u8, config: &Config) -> Option<Outcome> {
-        let (lease, _) = self.held.as_ref()?;
+        let lease = self.binding.lease()?;
         if !lease.is_retired() {
             return None;
         }
         let backend = lease.backend;
-        self.held = None;
+        self.binding.forget();
         self.previous.connection_lost();
         let in_transaction = self.status & STATUS_IN_TRANS != 0;
         tracing::warn!(backend = backend.0, in_transaction, "held backend connection retired by a failover");
@@ -162,9 +161,7 @@ impl Session {
 
     /// The session's transaction and pinned state lived on a connection that is gone.
     fn forget_backend_state(&mut self) {
-        self.held = None;
-        self.pins = Pins::default();
-        self.ledger.clear();
+        self.binding.forget();
         self.previous.connection_lost();
         self.sequences.connection_lost();
         // Cursors lived on the dropped connection.

@@ -6,6 +6,7 @@
 //! nothing here holds a lock across an `.await`.
 
 mod auth;
+mod binding;
 mod change_user;
 mod commands;
 mod error;

@@ -57,9 +57,9 @@ pub(super) fn join(shared: &Shared, session_id: super::ConnId, peer: std::net::S
 pub(super) fn between_commands(session: &mut Session) {
     let entry = &session.observed.entry;
     entry.report(Seen {
-        held: session.held.as_ref().map(|(lease, hold)| (lease.backend, *hold)),
+        held: session.binding.seen(),
         in_transaction: session.status & STATUS_IN_TRANS != 0,
-        pins: session.pins,
+        pins: session.binding.pins(),
     });
     let clients = &entry.metrics.clients;
     clients.sent_bytes.inc_by(std::mem::take(&mut session.io.sent));

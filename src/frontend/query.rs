@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use super::auth::Login;
 use super::observe;
-use super::pin_ends::Ledger;
 use super::previous;
 use super::session::{ClientIo, Session, FLUSH_AT};
 use super::ClientError;
@@ -18,8 +17,7 @@ use crate::protocol::handshake::semantic_capabilities;
 use crate::protocol::okerr::STATUS_IN_TRANS;
 use crate::protocol::response::{self, Expect, Framing, Step, Tracker};
 use crate::protocol::{CapabilityFlags, Error as WireError};
-use crate::router::{self, Hold, Situation, Target};
-use crate::shared::Pins;
+use crate::router::{self, Situation, Target};
 use crate::shared::Shared;
 
 /// `SERVER_STATUS_NO_BACKSLASH_ESCAPES`
@@ -143,7 +141,7 @@ impl Session {
         }
         // USE gives the connection a schema, so it must come from a pool for sessions with one.
         let with_schema = self.state.schema.is_some() || stmt.kind == Kind::Use;
-        let situation = Situation { hold: self.held.as_ref().map(|(_, h)| *h), autocommit: self.autocommit() };
+        let situation = Situation { hold: self.binding.hold(), autocommit: self.autocommit() };
         let route = router::route(&stmt, all_reads, situation, &topology);
         let mut rec = observe::Statement::start(&self.observed, &exec, &stmt, route.target, &topology, config);
         tracing::debug!(target_ = ?route.target, reason = route.reason, kind = ?stmt.kind, "route");
@@ -229,11 +227,11 @@ impl Session {
                         self.previous.record(&effect, sql_of(&exec), &outcome);
                         self.sequences.record(&effect, sql_of(&exec), outcome.error.is_none());
                     }
-                    let hold = self.after(&mut lease, &effect, sql_of(&exec), outcome);
-                    if hold.is_none() {
+                    let in_transaction = self.after(&mut lease, &effect, sql_of(&exec), outcome);
+                    if self.binding.needed(in_transaction).is_none() {
                         self.keep_what_the_connection_knows(&mut lease, timeout).await;
                     }
-                    self.held = hold.map(|h| (lease, h));
+                    self.binding.settle(lease, in_transaction);
                     return Outcome::Continue;
                 }
                 Err(RelayError::Client(err)) => {
@@ -292,8 +290,7 @@ impl Session {
     /// Puts a held connection back after a failure that left it usable.
     fn keep_if_held(&mut self, lease: Lease, target: Target) {
         if target == Target::Held {
-            let hold = if !self.pins.is_empty() { Hold::Pinned } else { Hold::Transaction };
-            self.held = Some((lease, hold));
+            self.binding.restore(lease);
         }
     }
 
@@ -301,8 +298,8 @@ impl Session {
     /// lived on it cannot go on as if nothing happened, so it is closed after the error.
     async fn lost(&mut self, err: &backend::Error, seq: u8, config: &Config) -> Outcome {
         tracing::warn!(error = %err, "backend failed mid-statement");
-        let had_state = !self.pins.is_empty() || self.status & STATUS_IN_TRANS != 0;
-        self.held = None;
+        let had_state = self.binding.is_pinned() || self.status & STATUS_IN_TRANS != 0;
+        self.binding.forget();
         self.previous.connection_lost();
         self.sequences.connection_lost();
         let sent = self.reply_error(&ClientError::lost_backend(err), seq, config).await == Outcome::Continue;
@@ -326,7 +323,7 @@ impl Session {
     ) -> Result<Lease, (ClientError, Option<BackendIndex>)> {
         let index = match target {
             Target::Held => {
-                return self.held.take().map(|(lease, _)| lease).ok_or_else(|| (ClientError::no_primary(), None));
+                return self.binding.take().ok_or_else(|| (ClientError::no_primary(), None));
             }
             Target::Primary => return self.acquire_primary(with_schema, config, topology).await,
             Target::Backend(index) => index,
@@ -375,15 +372,9 @@ impl Session {
         }
     }
 
-    /// Updates the session from a complete response and decides whether to keep the connection
-    /// (`None`: it goes back to its pool).
-    fn after(
-        &mut self,
-        lease: &mut Lease,
-        stmt: &Classified,
-        sql: Option<&[u8]>,
-        outcome: response::Outcome,
-    ) -> Option<Hold> {
+    /// Updates the session (state, status, pins) from a complete response; returns whether a
+    /// transaction is open.
+    fn after(&mut self, lease: &mut Lease, stmt: &Classified, sql: Option<&[u8]>, outcome: response::Outcome) -> bool {
         let session_state = outcome.session_state.as_deref();
         let applied = self.state.apply(session_state, outcome.last_insert_id);
         lease.state.apply(session_state, outcome.last_insert_id);
@@ -392,43 +383,26 @@ impl Session {
         }
         self.status = outcome.status;
         let in_transaction = self.status & STATUS_IN_TRANS != 0;
-        let mut pins = self.pins;
-        let multi = stmt.flags.contains(Flags::MULTI);
-        match (outcome.error, sql) {
-            (None, Some(sql)) if multi => {
-                // Every statement of the packet counts, in order.
-                for (part, range) in crate::classify::classify_all(sql, self.sql_mode()).with_ranges() {
-                    pins = self.ledger.apply(pins, &part, sql.get(range), in_transaction);
-                }
-            }
-            (None, _) => pins = self.ledger.apply(pins, stmt, sql, in_transaction),
-            (Some(_), _) if multi => pins = self.ledger.failed_part_way(pins, stmt),
-            (Some(_), _) => {}
+        let sql_mode = self.sql_mode();
+        let parts = || match sql {
+            Some(sql) => crate::classify::classify_all(sql, sql_mode)
+                .with_ranges()
+                .map(|(part, range)| (part, sql.get(range)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let change =
+            self.binding.apply(stmt, sql, outcome.error.is_some(), in_transaction, parts, applied.unexplained_change);
+        if !change.added.is_empty() {
+            tracing::debug!(reasons = ?change.added.labels().collect::<Vec<_>>(), "session pinned to its backend connection");
+            self.shared.count_pins(change.added);
         }
-        if applied.unexplained_change && !Ledger::explains_state_change(stmt) {
-            pins.insert(Pins::STATE_CHANGE);
-        }
-        let added = pins.added_since(self.pins);
-        if !added.is_empty() {
-            tracing::debug!(reasons = ?added.labels().collect::<Vec<_>>(), "session pinned to its backend connection");
-            self.shared.count_pins(added);
-        }
-        if pins != self.pins {
-            let ended = self.pins.added_since(pins);
-            if !ended.is_empty() {
-                tracing::debug!(reasons = ?ended.labels().collect::<Vec<_>>(), "pin ended");
-            }
-            self.pins = pins;
+        if !change.ended.is_empty() {
+            tracing::debug!(reasons = ?change.ended.labels().collect::<Vec<_>>(), "pin ended");
         }
         // What the statement left for questions about it is kept by `self.previous`, so no
         // connection is held while the client is idle only for those.
-        if !self.pins.is_empty() {
-            Some(Hold::Pinned)
-        } else if self.status & STATUS_IN_TRANS != 0 {
-            Some(Hold::Transaction)
-        } else {
-            None
-        }
+        in_transaction
     }
 }
 

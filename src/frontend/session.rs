@@ -9,6 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::net::TcpStream;
 
 use super::auth::{self, Login};
+use super::binding::Binding;
 use super::handshakes::Ticket;
 use super::kill::Slot;
 use super::observe;
@@ -20,7 +21,6 @@ use crate::config::Config;
 use crate::protocol::okerr::{encode_ok, STATUS_AUTOCOMMIT};
 use crate::protocol::packet::{flush, put_packet, FrameReader};
 use crate::protocol::{command, Error as WireError};
-use crate::router::Hold;
 use crate::shared::Pins;
 
 /// Flush the client buffer once this much is pending, even mid-response.
@@ -100,8 +100,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
         login,
         state,
         status: STATUS_AUTOCOMMIT,
-        held: None,
-        pins: Pins::default(),
+        binding: Binding::default(),
         id,
         peer,
         slot: kill_slot,
@@ -109,7 +108,6 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
         observed: observe::join(&shared, id, peer, &user_name),
         pools: SessionPools::default(),
         previous: Default::default(),
-        ledger: Default::default(),
         sequences: Default::default(),
     };
     if session.finish_login().await {
@@ -118,8 +116,9 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
     }
     // A connection kept for a transaction or pinned state carries this client's open transaction,
     // temporary tables, locks...: it must never go back to the pool.
-    if let Some((lease, _)) = session.held.take() {
-        session.check_in_dirty(lease);
+    let xa = session.binding.pins().contains(Pins::XA);
+    if let Some(lease) = session.binding.release() {
+        session.check_in_dirty(lease, xa);
     }
     shared.sessions.unregister(id);
     shared.release_user(session.login.user.name.as_str());
@@ -137,10 +136,8 @@ pub(super) struct Session {
     pub(super) state: State,
     /// Status flags of the last response (transaction, autocommit, SQL mode bits).
     pub(super) status: u16,
-    /// The backend connection this session keeps between statements, and why.
-    pub(super) held: Option<(Lease, Hold)>,
-    /// Why the session is pinned, if it is.
-    pub(super) pins: Pins,
+    /// The backend connection this session keeps between statements, why, and its pins.
+    pub(super) binding: Binding,
     /// The connection id the client was given.
     pub(super) id: ConnId,
     /// The client's address.
@@ -155,8 +152,6 @@ pub(super) struct Session {
     pub(super) pools: SessionPools,
     /// What the previous statements left for questions about them.
     pub(super) previous: super::previous::Previous,
-    /// What the session's pins consist of, to see when each ends.
-    pub(super) ledger: super::pin_ends::Ledger,
     /// Last values of the sequences the session used (`LASTVAL`).
     pub(super) sequences: super::sequences::Sequences,
 }
@@ -233,8 +228,8 @@ impl Session {
     /// Gives back a connection this session leaves with a transaction or pinned state: reset in
     /// the background and returned to its pool, or closed when it cannot be reset (an XA
     /// transaction lives on it, or the reset fails).
-    pub(super) fn check_in_dirty(&self, mut lease: Lease) {
-        if self.pins.contains(Pins::XA) || lease.is_retired() {
+    pub(super) fn check_in_dirty(&self, mut lease: Lease, xa: bool) {
+        if xa || lease.is_retired() {
             lease.broken = true;
             return;
         }

@@ -10,7 +10,7 @@ use super::clients::Clients;
 use super::pins::REASONS as PIN_REASONS;
 use super::Shared;
 use crate::backend::BackendIndex;
-use crate::stats::{sync_counter, BackendRow, Metrics};
+use crate::stats::{sync_counter, BackendRow, HeldCount, Metrics};
 
 /// Where the proxy is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,14 +107,19 @@ pub fn refresh_metrics(shared: &Shared) {
 /// One row per backend of the current topology, with its pools' counts.
 fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
     let topology = shared.topology.load_full();
-    let mut held: std::collections::HashMap<BackendIndex, (u32, u32)> = std::collections::HashMap::new();
+    // Every configured user gets a series per backend (zeros included), so that a dashboard shows
+    // 0 rather than no data; user names come from the configuration, never from clients.
+    let config = shared.config.load();
+    let users: Vec<&str> = config.users.iter().map(|u| u.name.as_str()).collect();
+    let mut held: std::collections::HashMap<(BackendIndex, usize), HeldCount> = std::collections::HashMap::new();
     for row in shared.ops.clients.list() {
-        if let (Some(backend), Some(hold)) = (row.backend, row.hold) {
-            let counts = held.entry(backend).or_default();
+        let user = users.iter().position(|u| *u == row.user);
+        if let (Some(backend), Some(hold), Some(user)) = (row.backend, row.hold, user) {
+            let counts = held.entry((backend, user)).or_default();
             if hold == "pinned" {
-                counts.0 += 1;
+                counts.pinned += 1;
             } else {
-                counts.1 += 1;
+                counts.transaction += 1;
             }
         }
     }
@@ -134,7 +139,11 @@ fn backend_rows(shared: &Shared) -> Vec<BackendRow> {
                 max: pools.max,
                 prepared: shared.pools.prepared_open(node.index),
                 waiting: pools.waiting,
-                held: held.get(&node.index).copied().unwrap_or_default(),
+                held: users
+                    .iter()
+                    .enumerate()
+                    .map(|(i, user)| ((*user).to_owned(), held.get(&(node.index, i)).copied().unwrap_or_default()))
+                    .collect(),
             }
         })
         .collect()

@@ -46,8 +46,17 @@ pub struct BackendRow {
     pub prepared: i64,
     /// Connects waiting for room under its connection cap.
     pub waiting: i64,
-    /// Connections sessions hold between statements: (pinned, in a transaction).
-    pub held: (u32, u32),
+    /// Connections sessions hold between statements, per configured user (the pool's user).
+    pub held: Vec<(String, HeldCount)>,
+}
+
+/// Connections sessions of one user hold on one backend between statements, by why.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldCount {
+    /// Held for pinned session state.
+    pub pinned: u32,
+    /// Held for an open transaction.
+    pub transaction: u32,
 }
 
 /// Hot-path handles of one backend.
@@ -137,8 +146,8 @@ impl BackendMetrics {
         let held = gauge_vec(
             reg,
             "pool_connections_held",
-            "Backend connections sessions keep between statements, by why (pinned, transaction)",
-            &["backend", "hold"],
+            "Backend connections sessions keep between statements, by pool user and why (pinned, transaction)",
+            &["backend", "user", "hold"],
         )?;
         let resets = IntCounterVec::new(
             Opts::new(
@@ -245,8 +254,10 @@ impl BackendMetrics {
             self.max.with_label_values(&[name]).set(i64::from(row.max));
             self.prepared.with_label_values(&[name]).set(row.prepared);
             self.waiting.with_label_values(&[name]).set(row.waiting);
-            self.held.with_label_values(&[name, "pinned"]).set(i64::from(row.held.0));
-            self.held.with_label_values(&[name, "transaction"]).set(i64::from(row.held.1));
+            for (user, count) in &row.held {
+                self.held.with_label_values(&[name, user, "pinned"]).set(i64::from(count.pinned));
+                self.held.with_label_values(&[name, user, "transaction"]).set(i64::from(count.transaction));
+            }
             if let Some(lag) = row.lag {
                 self.lag.with_label_values(&[name]).set(lag.as_secs_f64());
             }

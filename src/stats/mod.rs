@@ -17,7 +17,7 @@ mod digest;
 #[cfg(test)]
 mod tests;
 
-pub use backend::{BackendMetrics, BackendRow, Checkout};
+pub use backend::{BackendMetrics, BackendRow, Checkout, HeldCount};
 pub use client::{ClientMetrics, QueryResult, Reject, RouteLabel};
 pub use digest::{truncate as truncate_text, DigestStats, Digests, DIGEST_BUCKETS, TEXT_LIMIT};
 

@@ -89,7 +89,7 @@ fn backend_refresh_replaces_roles_and_drops_removed_backends() {
         max: 50,
         prepared: 7,
         waiting: 0,
-        held: (1, 0),
+        held: vec![("app".to_owned(), HeldCount { pinned: 1, transaction: 0 })],
     };
     metrics.refresh(&[row("a", "primary"), row("b", "replica")]);
     metrics.refresh(&[row("a", "replica")]);
@@ -98,5 +98,6 @@ fn backend_refresh_replaces_roles_and_drops_removed_backends() {
     assert!(!text.contains("role=\"primary\""), "{text}");
     assert!(!text.contains("backend=\"b\""), "{text}");
     assert!(text.contains("rwsplit_replica_lag_seconds{backend=\"a\"} 1.5"), "{text}");
+    assert!(text.contains("rwsplit_pool_connections_held{backend=\"a\",hold=\"pinned\",user=\"app\"} 1"), "{text}");
     assert!(text.contains("rwsplit_prepared_statements{backend=\"a\"} 7"), "{text}");
 }
