@@ -31,8 +31,6 @@ const KNOWN_BUGS: &[(&str, &str)] = &[
     ("change_user", "item 4: its OK lacks the SERVER_SESSION_STATE_CHANGED the server sends (as connect)"),
     ("connect", "item 4: the first OK lacks the SERVER_SESSION_STATE_CHANGED the server sends libmariadb"),
     ("in_txn", "item 2: its insert id follows from the failed bulk insert"),
-    ("select_binary", "status flags of the binary-protocol EOF are not the server's (item 6 family)"),
-    ("call_out", "item 6: OUT-parameter result set and its EOF status flags lost in the binary protocol"),
     ("bulk_insert", "item 2: STMT_BULK_OPERATIONS not offered, COM_STMT_BULK_EXECUTE fails"),
     ("bulk_check", "item 2: follows from bulk_insert"),
     (

@@ -84,6 +84,7 @@ impl Session {
         Framing {
             deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
             session_track: caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK),
+            ps_multi_results: caps.contains(CapabilityFlags::CLIENT_PS_MULTI_RESULTS),
         }
     }
 
@@ -179,6 +180,8 @@ impl Session {
             }
             self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
+            // Every result set of a CALL is followed by at least its closing OK.
+            tracker.expect_more_results(stmt.kind == Kind::Call);
             let held = route.target == Target::Held;
             let values = question.and_then(|sql| match self.sequences.answer(sql).filter(|_| !held) {
                 Some(lastval) => Some(vec![lastval]),
