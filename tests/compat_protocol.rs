@@ -1,6 +1,7 @@
 //! Differential checks at the packet level (issue 12), for client capabilities no real client
 //! library lets us turn off: the same hand-driven exchange runs directly against the primary
-//! and through the proxy, and the packets (payloads and sequence ids) must be identical.
+//! and through the proxy, and the packets (payloads and sequence ids) must be identical. Checks
+//! with a real driver (mysql_async) where pooled connections pass between clients.
 
 mod common;
 
@@ -147,4 +148,80 @@ async fn binary_call_with_out_parameters_is_framed_like_the_server() {
             assert!(out_params, "{proc}: the server sent an OUT-parameter result set (test premise)");
         }
     }
+}
+
+/// A handshake collation that cannot be a client character set (ucs2, utf16, utf16le, utf32) is
+/// refused at login with the server's own answer; a good one logs in.
+#[tokio::test]
+async fn a_handshake_charset_that_cannot_be_a_client_charset_is_refused_like_the_server() {
+    let proxy = TestProxy::start(Cluster::shared().await).await;
+    // ucs2_general_ci, utf16_general_ci, utf16le_general_ci, utf32_general_ci, utf8mb4, latin1.
+    for collation in [35u8, 54, 56, 60, 45, 8] {
+        let login = |port| async move {
+            let (mut client, reply) =
+                RawClient::login_as(port, "app", "app", CapabilityFlags::empty(), collation).await;
+            // What follows the reply: nothing (closed) after a refusal.
+            let after = if reply.first() == Some(&0xFF) { client.drain_until_closed().await } else { 0 };
+            (reply, after)
+        };
+        let direct = login(proxy.cluster.primary).await;
+        let proxied = login(proxy.port()).await;
+        assert_eq!(proxied, direct, "collation {collation}: proxied (left) differs from direct (right)");
+    }
+}
+
+/// A pooled connection that another session switched to another character set (`SET NAMES`)
+/// is given back to the next client with the character set of that client's handshake, not the
+/// server's global default. The cluster's global is utf8mb4, so the clients here log in with
+/// latin1 (the issue's case, utf8mb4 clients on a latin1 server, is the mirror image): a latin1
+/// byte round-trips, and the character set variables read as on a direct latin1 connection.
+#[tokio::test]
+async fn a_reused_connection_gets_the_handshake_charset_back() {
+    const LATIN1: u8 = 8;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    // One connection per backend, so the second client surely gets the first one's.
+    config.pool.max_connections_per_backend = 1;
+    config.routing.consistency = rwsplit::config::Consistency::Session;
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let db = fresh_db(&proxy.cluster, "charset").await;
+    let charsets = "SELECT @@character_set_client, @@character_set_connection, @@character_set_results, \
+                    @@collation_connection";
+    let login = |port| async move {
+        let (client, reply) = RawClient::login_as(port, "app", "app", CapabilityFlags::empty(), LATIN1).await;
+        assert_eq!(reply.first(), Some(&0x00), "login: {reply:?}");
+        client
+    };
+    let row = |packets: Vec<Bytes>| {
+        packets.get(packets.len().wrapping_sub(2)).cloned().unwrap_or_else(|| panic!("no row in {packets:?}"))
+    };
+    let mut direct = login(proxy.cluster.primary).await;
+    let expected = row(direct.query_packets(charsets, false).await);
+    assert!(expected.windows(6).any(|w| w == b"latin1"), "direct latin1 session: {expected:?}");
+    let create = format!("CREATE TABLE `{db}`.e (id INT PRIMARY KEY, s VARCHAR(10) CHARACTER SET utf8mb4)");
+    assert_eq!(direct.query_packets(&create, false).await[0][0], 0x00);
+    proxy.cluster.wait_replicas().await;
+
+    let mut first = login(proxy.port()).await;
+    assert_eq!(first.query_packets("SET NAMES utf8mb4", false).await[0][0], 0x00);
+    let _ = row(first.query_packets(charsets, false).await); // on a replica
+    let insert = format!("INSERT INTO `{db}`.e VALUES (1, 'x')"); // on the primary
+    assert_eq!(first.query_packets(&insert, false).await[0][0], 0x00);
+    drop(first);
+
+    let mut second = login(proxy.port()).await;
+    assert_eq!(
+        row(second.query_packets(charsets, false).await),
+        expected,
+        "variables on the reused replica connection"
+    );
+    let mut insert = format!("INSERT INTO `{db}`.e VALUES (2, 'caf").into_bytes();
+    insert.extend_from_slice(b"\xe9')");
+    let mut payload = vec![0x03];
+    payload.extend_from_slice(&insert);
+    second.send_packet(0, &payload).await;
+    let reply = second.query_reply(false).await;
+    assert_eq!(reply[0][0], 0x00, "latin1 insert: {reply:?}");
+    let back = second.query_packets(&format!("SELECT s FROM `{db}`.e WHERE id = 2 FOR UPDATE"), false).await;
+    assert_eq!(&row(back)[..], b"\x04caf\xe9", "latin1 round trip on the reused primary connection");
 }

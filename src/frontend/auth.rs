@@ -119,6 +119,10 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         return refuse(io, ClientError::host_blocked(&peer.ip().to_string()), seq, timeout).await;
     }
 
+    // The server refuses these before authentication, whatever the password.
+    if let Some(charset) = unusable_client_charset(response.collation) {
+        return refuse(io, ClientError::bad_client_charset(charset), seq, timeout).await;
+    }
     let user = config.users.iter().find(|u| u.name.as_str().as_bytes() == response.user.as_slice());
     // A client without CLIENT_PLUGIN_AUTH answered for the plugin of the greeting.
     let client_plugin = response.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD.as_bytes());
@@ -153,6 +157,18 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         last_seq,
         scramble,
     })
+}
+
+/// The character set of a handshake collation id that cannot be a client character set (more
+/// than one byte for every character: ucs2, utf16, utf16le, utf32), as the server names it.
+fn unusable_client_charset(collation: u8) -> Option<&'static str> {
+    match collation {
+        35 | 90 | 128..=151 | 159 => Some("ucs2"),
+        54 | 55 | 101..=124 => Some("utf16"),
+        56 | 62 => Some("utf16le"),
+        60 | 61 | 160..=183 => Some("utf32"),
+        _ => None,
+    }
 }
 
 /// Sends `err` after the client's packet `seq` (best effort) and ends the connection phase.

@@ -41,6 +41,12 @@ impl ClientError {
         Self::new(1040, b"08004", "Too many connections")
     }
 
+    /// `ER_WRONG_VALUE_FOR_VAR` (1231) for a handshake character set that cannot be a client
+    /// character set, with the text the server sends.
+    pub fn bad_client_charset(charset: &str) -> Self {
+        Self::new(1231, b"42000", format!("Variable 'character_set_client' can't be set to the value of '{charset}'"))
+    }
+
     /// `ER_TOO_MANY_USER_CONNECTIONS` (1203).
     pub fn too_many_user_connections(user: &str) -> Self {
         Self::new(
