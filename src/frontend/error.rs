@@ -47,6 +47,18 @@ impl ClientError {
         Self::new(1231, b"42000", format!("Variable 'character_set_client' can't be set to the value of '{charset}'"))
     }
 
+    /// `ER_NOT_SUPPORTED_YET` (1235): a `KILL` the proxy cannot translate to a backend thread
+    /// (after another statement of a multi-statement, `KILL USER`, `KILL QUERY ID`, inside an
+    /// executable comment or a prepared statement). Sending its id untranslated would kill
+    /// whatever backend thread has that number.
+    pub fn kill_not_translated() -> Self {
+        Self::new(
+            1235,
+            b"42000",
+            "This version of MariaDB doesn't yet support 'this KILL through rwsplit (KILL [QUERY] <id> alone or first in the packet)'",
+        )
+    }
+
     /// `ER_TOO_MANY_USER_CONNECTIONS` (1203).
     pub fn too_many_user_connections(user: &str) -> Self {
         Self::new(

@@ -88,7 +88,7 @@ impl Session {
         }
     }
 
-    fn sql_mode(&self) -> SqlMode {
+    pub(super) fn sql_mode(&self) -> SqlMode {
         SqlMode {
             no_backslash_escapes: self.status & STATUS_NO_BACKSLASH_ESCAPES != 0,
             ansi_quotes: self.status & STATUS_ANSI_QUOTES != 0,

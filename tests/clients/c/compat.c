@@ -235,6 +235,36 @@ int main(int argc, char **argv) {
   if (victim_ok) mysql_free_result(mysql_store_result(victim));
   printf("%s: alive=%d\n", step, victim_ok);
   mysql_close(victim);
+
+  /* KILL first in a multi-statement: translated, then the rest runs. */
+  victim = open_conn(host, port, user, pw, db);
+  snprintf(sql, sizeof sql, "KILL %lu; SELECT 1 AS one", mysql_thread_id(victim));
+  text(m, "kill_multi", sql);
+  step = "victim_after_kill_multi";
+  victim_ok = mysql_query(victim, "SELECT 1") == 0;
+  if (victim_ok) mysql_free_result(mysql_store_result(victim));
+  printf("%s: alive=%d\n", step, victim_ok);
+  mysql_close(victim);
+
+  /* KILL QUERY of an idle connection: OK, the connection lives on. */
+  victim = open_conn(host, port, user, pw, db);
+  snprintf(sql, sizeof sql, "KILL QUERY %lu", mysql_thread_id(victim));
+  text(m, "kill_query", sql);
+  step = "victim_after_kill_query";
+  victim_ok = mysql_query(victim, "SELECT 1") == 0;
+  if (victim_ok) mysql_free_result(mysql_store_result(victim));
+  printf("%s: alive=%d\n", step, victim_ok);
+  mysql_close(victim);
+
+  /* KILL after another statement: the proxy refuses rather than send an untranslated id. */
+  victim = open_conn(host, port, user, pw, db);
+  snprintf(sql, sizeof sql, "SELECT 1 AS one; KILL %lu", mysql_thread_id(victim));
+  text(m, "kill_after_select", sql);
+  step = "victim_after_kill_after_select";
+  victim_ok = mysql_query(victim, "SELECT 1") == 0;
+  if (victim_ok) mysql_free_result(mysql_store_result(victim));
+  printf("%s: alive=%d\n", step, victim_ok);
+  mysql_close(victim);
   mysql_close(m);
   printf("done\n");
   return 0;
