@@ -64,6 +64,8 @@ pub struct ServerInfo {
     pub capabilities: CapabilityFlags,
     /// Default collation id.
     pub collation: u8,
+    /// Status flags of the greeting (`SERVER_STATUS_AUTOCOMMIT` follows the global `autocommit`).
+    pub status: u16,
 }
 
 /// An authenticated backend connection.
@@ -109,7 +111,7 @@ impl Conn {
             reader: FrameReader::new(),
             out: BytesMut::with_capacity(16 * 1024),
             thread_id: 0,
-            info: ServerInfo { version: Vec::new(), capabilities: CapabilityFlags::empty(), collation: 0 },
+            info: ServerInfo { version: Vec::new(), capabilities: CapabilityFlags::empty(), collation: 0, status: 0 },
             state: State { schema: params.database.map(bytes::Bytes::copy_from_slice), ..State::default() },
             broken: false,
             generation: 0,
@@ -138,6 +140,7 @@ impl Conn {
             version: greeting.server_version.clone(),
             capabilities: greeting.capabilities,
             collation: greeting.collation,
+            status: greeting.status,
         };
         let mut io = login::Io { stream: &mut conn.stream, reader: &mut conn.reader, out: &mut conn.out, timeout };
         login::login(&mut io, seq, &greeting, params).await?;

@@ -80,7 +80,7 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         scramble: scramble.to_vec(),
         capabilities: offered,
         collation: primary.as_ref().map_or(45, |info| info.collation),
-        status: STATUS_AUTOCOMMIT,
+        status: initial_status(primary.as_deref()),
         auth_plugin: NATIVE_PASSWORD.as_bytes().to_vec(),
     };
     let mut payload = BytesMut::new();
@@ -157,6 +157,12 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         last_seq,
         scramble,
     })
+}
+
+/// The status flags of a new session: `SERVER_STATUS_AUTOCOMMIT` as the primary's greeting
+/// reported it (its global `autocommit`), on when the primary was not reached yet.
+pub(super) fn initial_status(primary: Option<&crate::backend::ServerInfo>) -> u16 {
+    primary.map_or(STATUS_AUTOCOMMIT, |info| info.status & STATUS_AUTOCOMMIT)
 }
 
 /// The character set of a handshake collation id that cannot be a client character set (more

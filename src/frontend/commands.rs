@@ -11,7 +11,7 @@ use super::ClientError;
 use crate::backend::{ConnectParams, State};
 use crate::classify::{Classified, Flags, Kind};
 use crate::config::Config;
-use crate::protocol::okerr::{self, encode_ok, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
+use crate::protocol::okerr::{self, encode_ok, STATUS_IN_TRANS};
 use crate::protocol::packet::put_packet;
 use crate::protocol::prepare::statement_id;
 use crate::protocol::response::{Expect, CURSOR_EXISTS};
@@ -208,7 +208,7 @@ impl Session {
         self.previous = Default::default();
         self.sequences.clear();
         self.stmts.clear();
-        self.status = STATUS_AUTOCOMMIT;
+        self.status = super::auth::initial_status(self.shared.primary_info.load().as_deref());
     }
 
     async fn set_option(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {

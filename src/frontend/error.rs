@@ -96,8 +96,9 @@ impl ClientError {
     /// as a connection failure and may retry).
     pub fn backend_unavailable(backend: &str, err: &backend::Error) -> Self {
         match err {
-            // A refusal that concerns the client's own request (unknown database, ...) passes through.
-            backend::Error::Refused { code, sqlstate, message } if *code != 1045 && *code != 1040 => {
+            // A refusal that concerns the client's own request (unknown database, ...) or that a
+            // direct client would get too (1040 Too many connections) passes through.
+            backend::Error::Refused { code, sqlstate, message } if *code != 1045 => {
                 let mut state = *b"HY000";
                 if sqlstate.len() == 5 {
                     state.copy_from_slice(sqlstate.as_bytes());
@@ -136,7 +137,11 @@ impl ClientError {
     /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
     pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
         match err {
-            backend::Error::CheckoutTimeout { .. } => Self::new(1040, b"08004", format!("Too many connections: {err}")),
+            backend::Error::CheckoutTimeout { .. } => {
+                // The server's exact text; which backend and how long go to the log.
+                tracing::warn!(backend, error = %err, "checkout timed out; client gets 1040");
+                Self::too_many_connections()
+            }
             _ => Self::backend_unavailable(backend, err),
         }
     }

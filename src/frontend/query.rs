@@ -14,7 +14,7 @@ use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
 use crate::config::{Config, UnknownFunctions};
 use crate::protocol::handshake::semantic_capabilities;
-use crate::protocol::okerr::STATUS_IN_TRANS;
+use crate::protocol::okerr::{STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
 use crate::protocol::response::{self, Expect, Framing, Step, Tracker};
 use crate::protocol::{CapabilityFlags, Error as WireError};
 use crate::router::{self, Situation, Target};
@@ -75,8 +75,13 @@ pub(super) enum RelayError {
 }
 
 impl Session {
+    /// The session's `autocommit`: as set in the session, else as the server's status says
+    /// (a server whose global `autocommit` is 0 starts sessions with it off).
     fn autocommit(&self) -> bool {
-        self.state.vars.get(&b"autocommit"[..]).is_none_or(|v| !v.eq_ignore_ascii_case(b"OFF"))
+        match self.state.vars.get(&b"autocommit"[..]) {
+            Some(v) => !v.eq_ignore_ascii_case(b"OFF"),
+            None => self.status & STATUS_AUTOCOMMIT != 0,
+        }
     }
 
     pub(super) fn framing(&self) -> Framing {

@@ -18,7 +18,7 @@ use super::query::{Outcome, SessionPools};
 use super::{ClientError, ConnId, Front};
 use crate::backend::{Lease, State};
 use crate::config::Config;
-use crate::protocol::okerr::{encode_ok, STATUS_AUTOCOMMIT};
+use crate::protocol::okerr::encode_ok;
 use crate::protocol::packet::{flush, put_packet, FrameReader};
 use crate::protocol::{command, Error as WireError};
 use crate::shared::Pins;
@@ -99,7 +99,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
         io,
         login,
         state,
-        status: STATUS_AUTOCOMMIT,
+        status: super::auth::initial_status(shared.primary_info.load().as_deref()),
         binding: Binding::default(),
         id,
         peer,
