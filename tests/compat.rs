@@ -5,7 +5,8 @@
 //! - `c/compat.c`: libmariadb (Debian's `libmariadb-dev`, built here with `cc` and
 //!   `mariadb_config`): text and binary protocol, multi-results, CALL with OUT parameters,
 //!   warnings, utf8mb4 emoji, JSON columns, bulk execute, change user (good and bad password),
-//!   COM_REFRESH, COM_DEBUG, KILL with a leading comment, first in a multi-statement, KILL QUERY.
+//!   COM_REFRESH, COM_DEBUG, KILL with a leading comment, first in a multi-statement, KILL QUERY,
+//!   `wait_timeout` and `idle_transaction_timeout` set by the client.
 //!
 //! Every difference must be in [`ALLOWED`] (deliberate, with the reason) or in [`KNOWN_BUGS`]
 //! (open items of issue 12, to be removed as they are fixed). Anything else fails the test.

@@ -149,6 +149,26 @@ impl Conn {
         Ok(conn)
     }
 
+    /// True when the server already ended this connection while no command was outstanding:
+    /// it closed it, or sent something nobody asked for (an error before closing). Never waits;
+    /// a byte read here is lost, so only ask about a connection that is discarded when this is
+    /// true.
+    pub fn is_closed_by_server(&self) -> bool {
+        if !self.reader.is_empty() {
+            return true;
+        }
+        let tcp = match &self.stream {
+            crate::protocol::stream::Stream::Plain(tcp) => tcp,
+            crate::protocol::stream::Stream::Tls(tls) => tls.get_ref().0,
+            crate::protocol::stream::Stream::Detached => return true,
+        };
+        let mut byte = [0u8; 1];
+        match tcp.try_read(&mut byte) {
+            Ok(_) => true,
+            Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    }
+
     /// Reads the values of [`HANDSHAKE_VARIABLES`] (one text-protocol `SELECT`).
     async fn handshake_values(
         &mut self,

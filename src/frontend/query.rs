@@ -130,6 +130,9 @@ impl Session {
         if let Some(outcome) = self.leave_retired(exec.seq, config).await {
             return outcome;
         }
+        if let Some(outcome) = self.left_by_server() {
+            return outcome;
+        }
         // A question about the previous statement (answered per session): only statements whose
         // classification says so are looked at further, so ordinary statements pay nothing.
         let question = match exec.work {

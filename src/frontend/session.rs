@@ -197,7 +197,7 @@ impl Session {
             let slot = self.slot.clone();
             observe::between_commands(self);
             let read = tokio::select! {
-                read = self.io.read_packet(config.server.idle_timeout, limit) => read,
+                read = self.io.read_packet(super::timeouts::idle_limit(&self.state, config.server.idle_timeout), limit) => read,
                 _ = slot.wake.notified() => return,
                 _ = observe::until_close(&self.shared, self.status) => return,
             };
