@@ -7,7 +7,7 @@
 #   rwsplit-base:bookworm        minbase + MariaDB server and client (the database containers)
 #   rwsplit-runtime:bookworm     minbase + CA certificates (the proxy image's runtime, kept small)
 #   rwsplit-prometheus:bookworm  minbase + Debian's prometheus (the compose monitoring profile)
-# The rwsplit binary is built on the host (cargo build --release) and copied into the image's
+# RWSPLIT_DOCKER_REBUILD=1 builds them again. The rwsplit binary is built on the host (cargo build --release) and copied into the image's
 # runtime-prebuilt stage. Grafana has no Debian package and no registry is reachable, so the
 # grafana service of the monitoring profile is not started here. Everything runs on the compose
 # bridge network; ports are published on 127.0.0.1 only.
@@ -57,14 +57,15 @@ trap cleanup EXIT
 # build_base IMAGE PACKAGES [docker import --change ...]: a Debian bookworm minbase with PACKAGES.
 build_base() {
   local name=$1 packages=$2; shift 2
-  docker image inspect "$name" >/dev/null 2>&1 && return 0
+  if [ -z "${RWSPLIT_DOCKER_REBUILD:-}" ] && docker image inspect "$name" >/dev/null 2>&1; then return 0; fi
   need_root
   step "building $name with debootstrap"
   local work
   work=$(mktemp -d)
   debootstrap --variant=minbase --include="$packages" bookworm "$work/rootfs" http://deb.debian.org/debian
   # Package lists, caches, documentation and translations are not needed at run time.
-  rm -rf "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/cache/apt/"*.bin "$work/rootfs/var/lib/mysql/"* \
+  rm -rf "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/cache/apt/"*.bin "$work/rootfs/var/cache/apt/archives/"*.deb \
+    "$work/rootfs/var/lib/mysql/"* \
     "$work/rootfs/usr/share/doc/"* "$work/rootfs/usr/share/man/"* "$work/rootfs/usr/share/info/"* \
     "$work/rootfs/usr/share/locale/"*
   tar -C "$work/rootfs" -c . | docker import "$@" - "$name"
