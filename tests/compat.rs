@@ -28,8 +28,6 @@ const ALLOWED: &[(&str, &str)] = &[];
 /// Steps that differ today because of open items of issue 12; the reason names the item. Remove an
 /// entry when its item is fixed (the test then guards it).
 const KNOWN_BUGS: &[(&str, &str)] = &[
-    ("change_user", "item 4: its OK lacks the SERVER_SESSION_STATE_CHANGED the server sends (as connect)"),
-    ("connect", "item 4: the first OK lacks the SERVER_SESSION_STATE_CHANGED the server sends libmariadb"),
     ("in_txn", "item 2: its insert id follows from the failed bulk insert"),
     ("select_binary", "status flags of the binary-protocol EOF are not the server's (item 6 family)"),
     ("call_out", "item 6: OUT-parameter result set and its EOF status flags lost in the binary protocol"),

@@ -105,7 +105,8 @@ impl Session {
             }
             command::RESET_CONNECTION => {
                 self.reset_session();
-                self.reply_ok(seq, config).await
+                self.put_session_ok(seq.wrapping_add(1));
+                self.flush_or_close(config).await
             }
             command::SET_OPTION => self.set_option(seq, body, config).await,
             command::CHANGE_USER => self.change_user(seq, body, config).await,
@@ -294,6 +295,15 @@ impl Session {
             return Outcome::Close;
         }
         self.reply_ok(seq, config).await
+    }
+
+    /// The OK that ends a login, change of user or reset: reports the schema to a client that
+    /// tracks session state, as the server does.
+    pub(super) fn put_session_ok(&mut self, seq: u8) {
+        let mut ok = BytesMut::new();
+        let session_track = self.framing().session_track;
+        okerr::encode_session_ok(self.status, self.state.schema.as_deref(), session_track, &mut ok);
+        put_packet(&mut self.io.out, seq, &ok);
     }
 
     pub(super) async fn reply_ok(&mut self, seq: u8, config: &Config) -> Outcome {
