@@ -6,6 +6,8 @@
 #   RWSPLIT_BENCH_DURATION=5 RWSPLIT_BENCH_REPS=1 scripts/bench.sh     a quick look
 #   scripts/bench.sh profile                 instructions (callgrind) and system calls (strace) per point select:
 #                                            exact counts that repeat on a noisy machine, for before/after checks
+#   scripts/bench.sh memory                  the proxy's resident memory idle, while clients send 20 MiB queries,
+#                                            and after they stop (buffers grown for one big packet are given back)
 #   RWSPLIT_CLUSTER_DIR=/tmp/rwsplit-bench-cluster RWSPLIT_CLUSTER_PORT_BASE=15306 scripts/cluster.sh down
 #                                            stop the benchmark's MariaDB cluster afterwards (it is left running)
 #
@@ -519,6 +521,38 @@ point_selects() {
     die "sysbench failed; see $WORK/profile-sysbench.log"
 }
 
+# memory: rwsplit's VmRSS idle, at its peak while 4 mysql clients each send 5 queries of 20 MiB (two
+# protocol frames each), and 3 s after they finished; printed as a markdown table.
+memory() {
+  start_proxy
+  local query="$WORK/big-query.sql" rss_log="$WORK/rss.log"
+  rss() { awk '/^VmRSS/ {print $2}' "/proc/$PROXY_PID/status"; }
+  mb() { echo "$(( $1 / 1024 )) MB"; }
+  { printf "SELECT LENGTH('"; head -c $((20 * 1024 * 1024)) /dev/zero | tr '\0' x; printf "');\n"; } >"$query"
+  point_selects "$PROXY_PORT" 4 2000
+  sleep 2
+  local idle
+  idle=$(rss)
+  (while kill -0 "$PROXY_PID" 2>/dev/null; do rss >>"$rss_log"; sleep 0.1; done) &
+  local sampler=$! pids=() c
+  for c in 1 2 3 4; do
+    (for _ in 1 2 3 4 5; do
+      mysql -h127.0.0.1 -P"$PROXY_PORT" -uapp -papp --max-allowed-packet=64M -N -B <"$query" >/dev/null || exit 1
+    done) &
+    pids+=($!)
+  done
+  for c in "${pids[@]}"; do wait "$c" || die "a 20 MiB query through rwsplit failed; see $WORK/rwsplit.log"; done
+  sleep 3
+  local after peak
+  after=$(rss)
+  kill "$sampler" 2>/dev/null || true
+  peak=$(sort -n "$rss_log" | tail -1)
+  stop_proxy
+  echo "| rwsplit VmRSS | idle (after 2,000 point selects) | peak (4 clients x 5 queries of 20 MiB) | 3 s after |"
+  echo "|---|---|---|---|"
+  echo "| $(git rev-parse --short HEAD) | $(mb "$idle") | $(mb "$peak") | $(mb "$after") |"
+}
+
 profile() {
   local n=$PROFILE_QUERIES
   has valgrind && has callgrind_control && has callgrind_annotate || die "profile needs valgrind (apt-get install valgrind)"
@@ -583,6 +617,11 @@ main() {
   if [[ ${1:-} == profile ]]; then
     prepare_tables
     profile
+    return
+  fi
+  if [[ ${1:-} == memory ]]; then
+    prepare_tables
+    memory
     return
   fi
   start_proxy

@@ -2,16 +2,22 @@
 # Smoke test of the container path: image, compose stack, reads/writes/transaction through the
 # containerised proxy, primary outage and recovery. Exit 0 only when every step passed.
 #
-# No image registry is needed: the base image (Debian bookworm minbase with MariaDB, its client
-# and CA certificates) is built with debootstrap from Debian's apt mirror and `docker import`ed,
-# cached as rwsplit-base:bookworm; the rwsplit binary is built on the host (cargo build --release)
-# and copied into the image's runtime-prebuilt stage. Everything runs on the compose bridge
-# network; ports are published on 127.0.0.1 only.
+# No image registry is needed: three base images are built with debootstrap from Debian's apt
+# mirror and `docker import`ed, each cached once built:
+#   rwsplit-base:bookworm        minbase + MariaDB server and client (the database containers)
+#   rwsplit-runtime:bookworm     minbase + CA certificates (the proxy image's runtime, kept small)
+#   rwsplit-prometheus:bookworm  minbase + Debian's prometheus (the compose monitoring profile)
+# RWSPLIT_DOCKER_REBUILD=1 builds them again. The rwsplit binary is built on the host (cargo build --release) and copied into the image's
+# runtime-prebuilt stage. Grafana has no Debian package and no registry is reachable, so the
+# grafana service of the monitoring profile is not started here. Everything runs on the compose
+# bridge network; ports are published on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 project=rwsplit-smoke-$$
 base_image=rwsplit-base:bookworm
+runtime_image=rwsplit-runtime:bookworm
+prometheus_image=rwsplit-prometheus:bookworm
 image=rwsplit:smoke
 step() { echo "== docker-test: $*"; }
 fail() { echo "docker-test: FAILED: $*" >&2; exit 1; }
@@ -47,17 +53,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 3. Base image, cached.
-if ! docker image inspect "$base_image" >/dev/null 2>&1; then
+# 3. Base images, cached.
+# build_base IMAGE PACKAGES [docker import --change ...]: a Debian bookworm minbase with PACKAGES.
+build_base() {
+  local name=$1 packages=$2; shift 2
+  if [ -z "${RWSPLIT_DOCKER_REBUILD:-}" ] && docker image inspect "$name" >/dev/null 2>&1; then return 0; fi
   need_root
-  step "building $base_image with debootstrap"
+  step "building $name with debootstrap"
+  local work
   work=$(mktemp -d)
-  debootstrap --variant=minbase --include=ca-certificates,mariadb-server,mariadb-client,curl \
-    bookworm "$work/rootfs" http://deb.debian.org/debian
-  rm -rf "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/cache/apt/"*.bin "$work/rootfs/var/lib/mysql/"*
-  tar -C "$work/rootfs" -c . | docker import - "$base_image"
+  debootstrap --variant=minbase --include="$packages" bookworm "$work/rootfs" http://deb.debian.org/debian
+  # Package lists, caches, documentation and translations are not needed at run time.
+  rm -rf "$work/rootfs/var/lib/apt/lists/"* "$work/rootfs/var/cache/apt/"*.bin "$work/rootfs/var/cache/apt/archives/"*.deb \
+    "$work/rootfs/var/lib/mysql/"* \
+    "$work/rootfs/usr/share/doc/"* "$work/rootfs/usr/share/man/"* "$work/rootfs/usr/share/info/"* \
+    "$work/rootfs/usr/share/locale/"*
+  tar -C "$work/rootfs" -c . | docker import "$@" - "$name"
   rm -rf "$work"
-fi
+}
+build_base "$base_image" ca-certificates,mariadb-server,mariadb-client,curl
+build_base "$runtime_image" ca-certificates
+build_base "$prometheus_image" prometheus --change 'WORKDIR /prometheus' \
+  --change 'ENTRYPOINT ["/usr/bin/prometheus"]' \
+  --change 'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]'
 
 # 4. rwsplit image from the host-built binary.
 step "building the release binary and the image"
@@ -65,13 +83,15 @@ cargo build --release --bin rwsplit
 bin="${CARGO_TARGET_DIR:-$root/target}/release/rwsplit"
 # The release profile keeps debug info for profiling; the image gets the binary without it.
 strip -o "$root/docker/rwsplit-bin" "$bin"
-docker build -q -f docker/Dockerfile --target runtime-prebuilt --build-arg RUNTIME_IMAGE="$base_image" -t "$image" . >/dev/null
-echo "image size: $(docker image inspect -f "{{.Size}}" "$image") bytes (base $(docker image inspect -f "{{.Size}}" "$base_image"))"
+docker build -q -f docker/Dockerfile --target runtime-prebuilt --build-arg RUNTIME_IMAGE="$runtime_image" -t "$image" . >/dev/null
+mb() { echo $(( $(docker image inspect -f "{{.Size}}" "$1") / 1000000 )); }
+echo "image size: $(mb "$image") MB (runtime base $(mb "$runtime_image") MB, binary $(( $(stat -c %s "$root/docker/rwsplit-bin") / 1000000 )) MB)"
 
 # 5. Stack.
-export DB_IMAGE=$base_image RWSPLIT_IMAGE=$image RUNTIME_IMAGE=$base_image
-step "starting the compose stack"
+export DB_IMAGE=$base_image RWSPLIT_IMAGE=$image RUNTIME_IMAGE=$runtime_image PROMETHEUS_IMAGE=$prometheus_image
+step "starting the compose stack (with Prometheus of the monitoring profile)"
 compose up -d --no-build
+compose --profile monitoring up -d --no-build prometheus
 sql() { mysql -h127.0.0.1 -P6033 -uapp -papp --connect-timeout=3 -N -B app -e "$1"; }
 eventually() { # eventually SECONDS COMMAND...
   local deadline=$((SECONDS + $1)); shift
@@ -90,6 +110,13 @@ replicated() { [ "$(sql "SELECT COUNT(*) FROM smoke WHERE v IN ('uno','two')")" 
 eventually 30 replicated || fail "rows not visible through the proxy"
 served_by=$(sql "SELECT @@hostname")
 echo "a read was served by $served_by"
+
+# 6b. Prometheus scrapes the proxy and sees its traffic.
+step "Prometheus scrapes rwsplit"
+promq() { curl -fsS --get http://127.0.0.1:9090/api/v1/query --data-urlencode "query=$1"; }
+scraped() { promq 'sum(rwsplit_queries_total)' | grep -Eq '"value":\[[0-9.]+,"[1-9][0-9]*"\]'; }
+eventually 90 scraped || { promq 'up'; compose logs --tail=20 prometheus; fail "Prometheus has no rwsplit traffic"; }
+echo "Prometheus sees $(promq 'sum(rwsplit_queries_total)' | grep -Eo '"[0-9]+"\]' | tr -d '"]') statements"
 
 # 7. Primary outage: the proxy reports it down, writes fail, recover when it returns.
 step "stopping the primary"

@@ -6,6 +6,7 @@
 //! Two stop signals: `listeners` closes the MySQL and admin listeners (the first step of a
 //! drain); `shutdown` stops everything else once the drain is over.
 
+pub mod alloc;
 mod drain;
 mod reload;
 mod watch;

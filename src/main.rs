@@ -29,6 +29,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    rwsplit::app::alloc::give_big_blocks_back_to_the_os();
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = cli.command {
         return match Config::load(&file) {

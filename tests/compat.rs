@@ -36,8 +36,6 @@ const ALLOWED: &[(&str, &str)] = &[
 /// Steps that differ today because of open items of issue 12; the reason names the item. Remove an
 /// entry when its item is fixed (the test then guards it).
 const KNOWN_BUGS: &[(&str, &str)] = &[
-    ("change_user", "item 4: its OK lacks the SERVER_SESSION_STATE_CHANGED the server sends (as connect)"),
-    ("connect", "item 4: the first OK lacks the SERVER_SESSION_STATE_CHANGED the server sends libmariadb"),
     ("in_txn", "item 2: its insert id follows from the failed bulk insert"),
     ("bulk_insert", "item 2: STMT_BULK_OPERATIONS not offered, COM_STMT_BULK_EXECUTE fails"),
     ("bulk_check", "item 2: follows from bulk_insert"),

@@ -78,6 +78,8 @@ async fn own_warnings_answer_like_a_direct_connection_after_other_clients_used_t
     // Another client clears the diagnostics of the shared connection and leaves its own.
     other.query_drop("INSERT INTO t (v) VALUES ('other')").await.unwrap();
     other.query_drop("INSERT IGNORE INTO t (v) VALUES ('other')").await.unwrap();
+    // `SELECT COUNT(*) FROM t` below reads a replica through the proxy: let it catch up first.
+    cluster.wait_replicas().await;
     let questions = [
         "SHOW WARNINGS",
         "SHOW WARNINGS LIMIT 1",
@@ -228,4 +230,51 @@ async fn sequence_values_are_this_sessions() {
     let want: Row = direct.query_first("SELECT LASTVAL(s)").await.unwrap().unwrap();
     let got: Row = a.query_first("SELECT LASTVAL(s)").await.unwrap().unwrap();
     assert_eq!(meta(got), meta(want), "the server's column metadata");
+}
+
+/// Runs the script of the stored-function view case on `conn`; returns what the client sees:
+/// `DATABASE()` after the information_schema read, then the count of `db.t` (or the error code).
+async fn view_of_function_script(conn: &mut Conn, db: &str) -> (Option<String>, Result<u64, u16>) {
+    let columns: u64 = conn
+        .query_first(format!(
+            "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = '{db}' AND table_name = 'v'"
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(columns, 1);
+    let schema: Option<Option<String>> = conn.query_first("SELECT DATABASE()").await.unwrap();
+    let count = match conn.query_first::<u64, _>(format!("/* rwsplit:primary */ SELECT COUNT(*) FROM `{db}`.t")).await {
+        Ok(n) => Ok(n.unwrap_or(0)),
+        Err(err) => Err(server_error(&err).0),
+    };
+    (schema.flatten(), count)
+}
+
+#[tokio::test]
+async fn reading_the_columns_of_a_view_calling_a_stored_function_keeps_the_schema() {
+    let cluster = Cluster::shared().await;
+    let db = table(&cluster, "viewfn", 2).await;
+    let mut primary = cluster.primary_conn().await;
+    primary.query_drop(format!("CREATE FUNCTION `{db}`.f() RETURNS INT DETERMINISTIC RETURN 1")).await.unwrap();
+    primary.query_drop(format!("CREATE VIEW `{db}`.v AS SELECT `{db}`.f() AS x")).await.unwrap();
+    primary.disconnect().await.unwrap();
+    cluster.wait_replicas().await;
+    let proxy = shared_pool_proxy(&cluster).await;
+    // With the view's schema selected and with none (the server reports an empty schema then).
+    for schema in [Some(db.as_str()), None] {
+        let mut direct = Conn::new(direct_opts(cluster.primary, schema)).await.unwrap();
+        let expected = view_of_function_script(&mut direct, &db).await;
+        assert_eq!(expected, (schema.map(str::to_owned), Ok(2)), "what a direct connection sees");
+        let mut conn = match schema {
+            Some(db) => proxy.connect_db(db).await,
+            None => proxy.connect().await,
+        };
+        assert_eq!(view_of_function_script(&mut conn, &db).await, expected, "through the proxy, schema {schema:?}");
+        // And the next statement that needs the schema (or its absence) still behaves the same.
+        let unqualified = conn.query_first::<u64, _>("SELECT COUNT(*) FROM t").await.map_err(|e| server_error(&e).0);
+        let direct_unqualified =
+            direct.query_first::<u64, _>("SELECT COUNT(*) FROM t").await.map_err(|e| server_error(&e).0);
+        assert_eq!(unqualified.map(|n| n.is_some()), direct_unqualified.map(|n| n.is_some()), "schema {schema:?}");
+    }
 }

@@ -79,6 +79,14 @@ pub struct ServerConfig {
     /// Largest client command payload in bytes (`max_allowed_packet`), 1024..=1073741824.
     /// Default `67108864` (64 MiB). Reloadable (new connections).
     pub max_packet_size: u64,
+    /// `SEND_LONG_DATA` bytes one session may have buffered at once, over all its statements
+    /// (each statement is also limited to `max_packet_size`). A chunk beyond it is dropped and the
+    /// statement's next execute fails, as the server fails one whose long data passed
+    /// `max_allowed_packet`. Default `134217728` (128 MiB). Reloadable.
+    pub max_session_long_data: u64,
+    /// Prepared statements one session may keep open, like the server's
+    /// `max_prepared_stmt_count` (ERR 1461 beyond it). Default `1024`. Reloadable.
+    pub max_prepared_per_session: u32,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +96,8 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(8 * 3600),
             max_packet_size: 64 * 1024 * 1024,
+            max_session_long_data: 128 * 1024 * 1024,
+            max_prepared_per_session: 1024,
         }
     }
 }

@@ -87,6 +87,9 @@ fn server(server: &ServerConfig, out: &mut Problems) {
     }
     out.positive("server.handshake_timeout", server.handshake_timeout);
     out.positive("server.idle_timeout", server.idle_timeout);
+    if server.max_prepared_per_session == 0 {
+        out.add("server.max_prepared_per_session", "must be > 0".to_string());
+    }
     if !PACKET_SIZE_RANGE.contains(&server.max_packet_size) {
         out.add(
             "server.max_packet_size",

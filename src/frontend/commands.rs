@@ -50,6 +50,11 @@ impl Session {
                 self.forward(seq, payload, administration, Expect::Single, config).await
             }
             command::STMT_PREPARE => {
+                let limit = config.server.max_prepared_per_session;
+                if self.stmts.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                    let err = ClientError::too_many_prepared(limit);
+                    return self.reply_error(&err, seq.wrapping_add(1), config).await;
+                }
                 let (stmt, _) = self.classify(body, config);
                 if stmt.kind == Kind::Kill {
                     // Its id would reach the backend untranslated at execute.
@@ -63,7 +68,11 @@ impl Session {
                 if let (Ok(id), Some(param)) = (statement_id(payload), body.get(4..6)) {
                     let data = payload.slice(7.min(payload.len())..);
                     let limit = usize::try_from(config.server.max_packet_size).unwrap_or(usize::MAX);
-                    self.stmts.add_long_data(id, u16::from_le_bytes([param[0], param[1]]), data, limit);
+                    let session_limit = usize::try_from(config.server.max_session_long_data).unwrap_or(usize::MAX);
+                    let param = u16::from_le_bytes([param[0], param[1]]);
+                    if !self.stmts.add_long_data(id, param, data, limit, session_limit) {
+                        tracing::debug!(statement = id, "long data dropped: over a limit; the next execute fails");
+                    }
                 }
                 Outcome::Continue
             }
@@ -100,7 +109,8 @@ impl Session {
             }
             command::RESET_CONNECTION => {
                 self.reset_session();
-                self.reply_ok(seq, config).await
+                self.put_session_ok(seq.wrapping_add(1));
+                self.flush_or_close(config).await
             }
             command::SET_OPTION => self.set_option(seq, body, config).await,
             command::CHANGE_USER => self.change_user(seq, body, config).await,
@@ -159,6 +169,9 @@ impl Session {
         } else {
             Expect::Results
         };
+        if cmd == command::STMT_EXECUTE && self.stmts.has_dropped_long_data(id) {
+            return self.reply_error(&ClientError::long_data_too_long(), seq.wrapping_add(1), config).await;
+        }
         let stmt = self.cursor_classification(id);
         let exec = Exec { work: Work::Statement { id, payload }, seq, expect };
         self.execute(exec, stmt, false, config).await
@@ -328,6 +341,15 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The OK that ends a login, change of user or reset: reports the schema to a client that
+    /// tracks session state, as the server does.
+    pub(super) fn put_session_ok(&mut self, seq: u8) {
+        let mut ok = BytesMut::new();
+        let session_track = self.framing().session_track;
+        okerr::encode_session_ok(self.status, self.state.schema.as_deref(), session_track, &mut ok);
+        put_packet(&mut self.io.out, seq, &ok);
     }
 
     pub(super) async fn reply_ok(&mut self, seq: u8, config: &Config) -> Outcome {

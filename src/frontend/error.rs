@@ -164,6 +164,22 @@ impl ClientError {
         Self::new(1243, b"HY000", format!("Unknown prepared statement handler ({id}) given to {command}"))
     }
 
+    /// `ER_MAX_PREPARED_STMT_COUNT_REACHED` (1461): the session's `server.max_prepared_per_session`.
+    pub fn too_many_prepared(limit: u32) -> Self {
+        let message = format!("Can't create more than max_prepared_stmt_count statements (current value: {limit})");
+        Self::new(1461, b"42000", message)
+    }
+
+    /// `ER_UNKNOWN_ERROR` (1105) for an execute whose long data was dropped: worded as the
+    /// server's error for long data beyond `max_allowed_packet`.
+    pub fn long_data_too_long() -> Self {
+        Self::new(
+            1105,
+            b"HY000",
+            "Parameter of prepared statement which is set through mysql_send_long_data() is longer than 'max_allowed_packet' bytes",
+        )
+    }
+
     /// `ER_STMT_HAS_NO_OPEN_CURSOR` (1421).
     pub fn no_open_cursor(id: u32) -> Self {
         Self::new(1421, b"HY000", format!("The statement ({id}) has no open cursor."))

@@ -78,6 +78,8 @@ pub struct ClientStmt {
     pub cursor_open: bool,
     /// Long data reached a backend copy since the last reset (a failed send leaves state there).
     long_data_sent: bool,
+    /// A long-data chunk was dropped (a limit was passed): executes fail until a reset.
+    long_data_dropped: bool,
 }
 
 /// The statements of one session.
@@ -85,6 +87,8 @@ pub struct ClientStmt {
 pub struct ClientStmts {
     map: HashMap<u32, ClientStmt>,
     next_id: u32,
+    /// Long-data bytes buffered over all statements (`server.max_session_long_data`).
+    long_data_total: usize,
 }
 
 impl ClientStmts {
@@ -96,6 +100,22 @@ impl ClientStmts {
     /// Forgets every statement (reset connection, change user).
     pub fn clear(&mut self) {
         self.map.clear();
+        self.long_data_total = 0;
+    }
+
+    /// Statements open.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no statement is open.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// True when a long-data chunk of statement `id` was dropped since its last reset.
+    pub fn has_dropped_long_data(&self, id: u32) -> bool {
+        self.map.get(&id).is_some_and(|s| s.long_data_dropped)
     }
 
     /// Forgets every open cursor (their connection is gone).
@@ -122,26 +142,41 @@ impl ClientStmts {
                 types: None,
                 cursor_open: false,
                 long_data_sent: false,
+                long_data_dropped: false,
             },
         );
         id
     }
 
-    /// Buffers a long-data chunk; false when the statement is unknown or the buffer would pass
-    /// `limit` bytes (the chunk is dropped; the execute then fails).
-    pub fn add_long_data(&mut self, id: u32, param: u16, data: Bytes, limit: usize) -> bool {
+    /// Buffers a long-data chunk; false when the statement is unknown or the chunk would pass
+    /// `limit` bytes for the statement or `session_limit` for the whole session. A chunk that
+    /// passes a limit frees what the statement had buffered and makes its executes fail until a
+    /// reset (never an execute with part of its data).
+    pub fn add_long_data(&mut self, id: u32, param: u16, data: Bytes, limit: usize, session_limit: usize) -> bool {
         let Some(stmt) = self.map.get_mut(&id) else { return false };
-        if stmt.long_data_len + data.len() > limit {
+        if stmt.long_data_dropped {
+            return false;
+        }
+        let over_statement = stmt.long_data_len.saturating_add(data.len()) > limit;
+        let over_session = self.long_data_total.saturating_add(data.len()) > session_limit;
+        if over_statement || over_session {
+            self.long_data_total -= stmt.long_data_len;
+            stmt.long_data = Vec::new();
+            stmt.long_data_len = 0;
+            stmt.long_data_dropped = true;
             return false;
         }
         stmt.long_data_len += data.len();
+        self.long_data_total += data.len();
         stmt.long_data.push((param, data));
         true
     }
 
     /// Removes a statement; returns whether it had an open cursor.
     pub fn close(&mut self, id: u32) -> Option<ClientStmt> {
-        self.map.remove(&id)
+        let stmt = self.map.remove(&id)?;
+        self.long_data_total -= stmt.long_data_len;
+        Some(stmt)
     }
 
     /// Clears buffered long data and the cursor flag (`COM_STMT_RESET`); returns whether a cursor
@@ -151,8 +186,10 @@ impl ClientStmts {
     /// leave it.
     pub fn reset(&mut self, id: u32, registry: &Registry) -> Option<bool> {
         let stmt = self.map.get_mut(&id)?;
+        self.long_data_total -= stmt.long_data_len;
         stmt.long_data.clear();
         stmt.long_data_len = 0;
+        stmt.long_data_dropped = false;
         // With a cursor open the reset goes to the backend copy itself, which clears it there.
         if !stmt.cursor_open && std::mem::take(&mut stmt.long_data_sent) {
             let old = &stmt.meta;
@@ -252,6 +289,7 @@ impl Session {
                 chunk.extend_from_slice(&data);
                 put_packet(&mut batch, 0, &chunk);
             }
+            self.stmts.long_data_total -= stmt.long_data_len;
             stmt.long_data_len = 0;
             stmt.long_data_sent |= !batch.is_empty();
         }

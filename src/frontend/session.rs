@@ -18,8 +18,7 @@ use super::query::{Outcome, SessionPools};
 use super::{ClientError, ConnId, Front};
 use crate::backend::{Lease, State};
 use crate::config::Config;
-use crate::protocol::okerr::encode_ok;
-use crate::protocol::packet::{flush, put_packet, FrameReader};
+use crate::protocol::packet::{flush, FrameReader};
 use crate::protocol::{command, Error as WireError};
 use crate::shared::Pins;
 
@@ -172,9 +171,7 @@ impl Session {
                 }
             }
         }
-        let mut ok = BytesMut::new();
-        encode_ok(self.status, &mut ok);
-        put_packet(&mut self.io.out, seq, &ok);
+        self.put_session_ok(seq);
         self.io.flush(config.server.handshake_timeout).await.is_ok()
     }
 

@@ -213,7 +213,8 @@ int main(int argc, char **argv) {
   text(m, "rollback", "ROLLBACK");
   text(m, "autocommit_on", "SET autocommit = 1");
   /* Same connection as the writes: read-your-writes holds per session, not across them. */
-  text(m, "json_type", "SELECT j, JSON_TYPE(j) AS jt FROM t WHERE id = 1");
+  /* Another session wrote the row: the hint keeps the read off a replica that may lag (harmless directly). */
+  text(m, "json_type", "/* rwsplit:primary */ SELECT j, JSON_TYPE(j) AS jt FROM t WHERE id = 1");
 
   m = reopen(m, host, port, user, pw, db);
   step = "change_user";
