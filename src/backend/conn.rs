@@ -150,22 +150,26 @@ impl Conn {
     }
 
     /// True when the server already ended this connection while no command was outstanding:
-    /// it closed it, or sent something nobody asked for (an error before closing). Never waits;
-    /// a byte read here is lost, so only ask about a connection that is discarded when this is
-    /// true.
+    /// it closed it, or (plain TCP) sent something nobody asked for, such as an error before
+    /// closing. Never waits and consumes nothing (a peek). Over TLS only a closed socket counts:
+    /// unread bytes may be a TLS record the server may send at any time (a session ticket).
     pub fn is_closed_by_server(&self) -> bool {
         if !self.reader.is_empty() {
             return true;
         }
-        let tcp = match &self.stream {
-            crate::protocol::stream::Stream::Plain(tcp) => tcp,
-            crate::protocol::stream::Stream::Tls(tls) => tls.get_ref().0,
+        let (tcp, any_byte_counts) = match &self.stream {
+            crate::protocol::stream::Stream::Plain(tcp) => (tcp, true),
+            crate::protocol::stream::Stream::Tls(tls) => (tls.get_ref().0, false),
             crate::protocol::stream::Stream::Detached => return true,
         };
         let mut byte = [0u8; 1];
-        match tcp.try_read(&mut byte) {
-            Ok(_) => true,
-            Err(err) => err.kind() != std::io::ErrorKind::WouldBlock,
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match tcp.poll_peek(&mut cx, &mut buf) {
+            std::task::Poll::Pending => false,
+            std::task::Poll::Ready(Ok(0)) => true,
+            std::task::Poll::Ready(Ok(_)) => any_byte_counts,
+            std::task::Poll::Ready(Err(_)) => true,
         }
     }
 
