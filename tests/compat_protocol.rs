@@ -225,3 +225,22 @@ async fn a_reused_connection_gets_the_handshake_charset_back() {
     let back = second.query_packets(&format!("SELECT s FROM `{db}`.e WHERE id = 2 FOR UPDATE"), false).await;
     assert_eq!(&row(back)[..], b"\x04caf\xe9", "latin1 round trip on the reused primary connection");
 }
+
+/// A session's `SET SESSION wait_timeout = 1` must not leave pooled connections that the server
+/// closes behind the next client's back.
+#[tokio::test]
+async fn a_short_wait_timeout_does_not_break_the_next_client() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.pool.max_connections_per_backend = 1;
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut first = proxy.connect().await;
+    first.query_drop("SET SESSION wait_timeout = 1").await.unwrap();
+    let _: Vec<i64> = first.query("SELECT @@read_only FOR UPDATE").await.unwrap();
+    first.disconnect().await.unwrap();
+    // Longer than the server's wait_timeout on a connection that kept it.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut second = proxy.connect().await;
+    let timeout: Vec<i64> = second.query("SELECT @@wait_timeout FOR UPDATE").await.unwrap();
+    assert_ne!(timeout, vec![1], "the next client does not inherit the first one's wait_timeout");
+}
