@@ -13,15 +13,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::differential::{blocking, run, unexplained};
 use common::{fresh_db, Cluster, TestProxy};
-
-/// Upper bound for one build or one client run; they normally take well under a second.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Steps whose output may differ through the proxy, each with the reason. Deliberate differences.
 const ALLOWED: &[(&str, &str)] = &[
@@ -49,43 +45,6 @@ fn build_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients")
 }
 
-/// Runs `cmd` to completion (killed after `CLIENT_TIMEOUT`); panics when it cannot start, times out
-/// or fails, with what it printed. Returns stdout. Blocking: call inside `spawn_blocking`.
-fn run(mut cmd: Command, what: &str) -> String {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > CLIENT_TIMEOUT {
-            let _ = child.kill();
-            panic!("{what} timed out after {CLIENT_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "{what} failed: {status}\n--- stdout ---\n{out}\n--- stderr ---\n{err}");
-    out
-}
-
 /// Builds `tests/clients/c/compat.c` against libmariadb with `cc` and `mariadb_config`.
 fn build_c_client() -> PathBuf {
     let flags = Command::new("mariadb_config").args(["--cflags", "--libs"]).output().unwrap_or_else(|e| {
@@ -99,50 +58,6 @@ fn build_c_client() -> PathBuf {
     cmd.arg("-O1").arg("-o").arg(&out).arg(clients_dir().join("c/compat.c")).args(flags.split_whitespace());
     run(cmd, "cc of tests/clients/c/compat.c");
     out
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(value) => value,
-        Err(err) => std::panic::resume_unwind(err.into_panic()),
-    }
-}
-
-/// Groups output lines by step (the text before the first `:`), keeping order within a step.
-fn by_step(out: &str) -> BTreeMap<String, Vec<String>> {
-    let mut steps: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in out.lines() {
-        let (step, _) = line.split_once(':').unwrap_or((line, ""));
-        steps.entry(step.to_owned()).or_default().push(line.to_owned());
-    }
-    steps
-}
-
-/// Compares two runs step by step; returns the differences no list explains, and prints all.
-fn unexplained(direct: &str, proxied: &str) -> Vec<String> {
-    let (direct, proxied) = (by_step(direct), by_step(proxied));
-    let mut bad = Vec::new();
-    let steps: std::collections::BTreeSet<&String> = direct.keys().chain(proxied.keys()).collect();
-    for step in steps {
-        let (d, p) = (direct.get(step), proxied.get(step));
-        if d == p {
-            continue;
-        }
-        let why = ALLOWED.iter().chain(KNOWN_BUGS).find(|(s, _)| s == step).map(|(_, why)| *why);
-        let (d, p) = (d.cloned().unwrap_or_default(), p.cloned().unwrap_or_default());
-        let mut text = format!("step {step}:");
-        for line in d.iter().filter(|l| !p.contains(l)) {
-            text.push_str(&format!("\n  - direct  {line}"));
-        }
-        for line in p.iter().filter(|l| !d.contains(l)) {
-            text.push_str(&format!("\n  + proxied {line}"));
-        }
-        match why {
-            Some(why) => println!("allowed difference ({why}) {text}"),
-            None => bad.push(text),
-        }
-    }
-    bad
 }
 
 #[tokio::test]
@@ -170,6 +85,6 @@ async fn libmariadb_sees_the_same_through_the_proxy_as_directly() {
     })
     .await;
     assert!(direct.ends_with("done\n"), "direct run incomplete:\n{direct}");
-    let bad = unexplained(&direct, &proxied);
+    let bad = unexplained(&direct, &proxied, &[ALLOWED, KNOWN_BUGS]);
     assert!(bad.is_empty(), "{} unexplained differences:\n{}", bad.len(), bad.join("\n"));
 }
