@@ -45,8 +45,14 @@ fn build_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients")
 }
 
-/// Builds `tests/clients/c/compat.c` against libmariadb with `cc` and `mariadb_config`.
+/// Builds `tests/clients/c/compat.c` against libmariadb with `cc` and `mariadb_config`, once per
+/// test run (the tests of this file share the binary).
 fn build_c_client() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_c_client_now).clone()
+}
+
+fn build_c_client_now() -> PathBuf {
     let flags = Command::new("mariadb_config").args(["--cflags", "--libs"]).output().unwrap_or_else(|e| {
         panic!("mariadb_config not runnable ({e}): install the Debian package libmariadb-dev (scripts/test.sh does)")
     });
@@ -87,4 +93,27 @@ async fn libmariadb_sees_the_same_through_the_proxy_as_directly() {
     assert!(direct.ends_with("done\n"), "direct run incomplete:\n{direct}");
     let bad = unexplained(&direct, &proxied, &[ALLOWED, KNOWN_BUGS]);
     assert!(bad.is_empty(), "{} unexplained differences:\n{}", bad.len(), bad.join("\n"));
+}
+
+/// The proxy's own errors reach libmariadb as sent: server-range codes only (libmariadb turns a
+/// client-range code such as 2003 or 2013 from a server into 2027 "malformed packet").
+#[tokio::test]
+async fn libmariadb_reads_the_proxys_own_errors() {
+    let binary = blocking(build_c_client).await;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    // Replicas that cannot be reached, and reads that must not fall back to the primary.
+    for backend in config.backends.iter_mut().filter(|b| b.port != cluster.primary) {
+        backend.port = common::free_port();
+    }
+    config.routing.no_replica = rwsplit::config::NoReplica::Error;
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let port = proxy.port();
+    let out = blocking(move || {
+        let mut cmd = Command::new(&binary);
+        cmd.args(["127.0.0.1", &port.to_string(), "app", "app", "mysql", "SELECT 1"]);
+        run(cmd, "C client, one read with no replica")
+    })
+    .await;
+    assert!(out.starts_with("one: error 1429 08S01 rwsplit: "), "{out}");
 }
