@@ -31,11 +31,7 @@ const ALLOWED: &[(&str, &str)] = &[
 
 /// Steps that differ today because of open items of issue 12; the reason names the item. Remove an
 /// entry when its item is fixed (the test then guards it).
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    ("in_txn", "item 2: its insert id follows from the failed bulk insert"),
-    ("bulk_insert", "item 2: STMT_BULK_OPERATIONS not offered, COM_STMT_BULK_EXECUTE fails"),
-    ("bulk_check", "item 2: follows from bulk_insert"),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
