@@ -53,7 +53,8 @@ pub fn backend_capabilities() -> CapabilityFlags {
 /// reserved bytes of the greeting and of the handshake response by peers that do not set
 /// `CLIENT_MYSQL`, bit 0). The ones the proxy can relay:
 pub mod extended {
-    /// `MARIADB_CLIENT_PROGRESS`: progress reports inside a response (not relayed: not offered).
+    /// `MARIADB_CLIENT_PROGRESS`: progress reports (ERR-shaped, code 0xFFFF) before the response
+    /// of a long statement.
     pub const PROGRESS: u32 = 1 << 0;
     /// `MARIADB_CLIENT_STMT_BULK_OPERATIONS`: `COM_STMT_BULK_EXECUTE`.
     pub const STMT_BULK_OPERATIONS: u32 = 1 << 2;
@@ -64,7 +65,7 @@ pub mod extended {
     pub const CACHE_METADATA: u32 = 1 << 4;
     /// What the proxy offers clients (when the primary offers it too): flags whose packets it
     /// relays byte for byte on a backend connection that negotiated the same flags.
-    pub const RELAYED: u32 = STMT_BULK_OPERATIONS | EXTENDED_METADATA;
+    pub const RELAYED: u32 = PROGRESS | STMT_BULK_OPERATIONS | EXTENDED_METADATA;
 }
 
 /// Client flags that change what statements do, so a backend connection must carry the client's
