@@ -517,14 +517,17 @@ pub(super) async fn relay(
     backend.send_after(framed, payload, timeout).await.map_err(|e| backend_err(tracker, e))?;
     loop {
         let Some(frame) = backend.buffered_frame() else {
-            // About to wait for the backend: let the client have what is ready.
-            io.flush(timeout).await.map_err(RelayError::Client)?;
+            // About to wait for the backend: let the client have what is ready (not a result
+            // the tracker holds until its terminator; at most `hold::HOLD_LIMIT` bytes).
+            if !tracker.is_holding() {
+                io.flush(timeout).await.map_err(RelayError::Client)?;
+            }
             backend.fill(timeout).await.map_err(|e| backend_err(tracker, e))?;
             continue;
         };
         match tracker.feed(frame, &mut io.out) {
             Ok(Step::More) => {
-                if io.out.len() >= FLUSH_AT {
+                if io.out.len() >= FLUSH_AT && !tracker.is_holding() {
                     io.flush(timeout).await.map_err(RelayError::Client)?;
                 }
             }

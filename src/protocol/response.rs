@@ -136,8 +136,8 @@ pub struct Tracker {
     seq: u8,
     backend_seq: u8,
     outcome: Outcome,
-    /// The start of the current result set, while it is held back.
-    held: Option<hold::Held>,
+    /// The current result set, while the client must not see it yet (see [`hold`]).
+    held: Option<hold::Pending>,
     /// More results are known to follow the current one (a `CALL`): used when a result too
     /// large to hold needs its EOF before its terminator is known.
     more_expected: bool,
@@ -222,9 +222,7 @@ impl Tracker {
             (State::First | State::Rows { .. } | State::Definitions, Some(ERR_HEADER)) => {
                 let err = okerr::Err::parse(payload)?;
                 self.outcome.error = Some(err.code);
-                if let Some(held) = self.held.take() {
-                    self.release(held, None, out);
-                }
+                self.held = None;
                 if let State::Rows { eof_due: true } = self.state {
                     let status = hold::guess_status(self.outcome.status, self.more_expected);
                     self.emit_with(out, |b| encode_eof(0, status, b));
@@ -248,7 +246,7 @@ impl Tracker {
                     return Err(Error::malformed("column count"));
                 }
                 if !self.framing.deprecate_eof || !self.framing.ps_multi_results {
-                    self.held = Some(hold::Held::default());
+                    self.held = Some(hold::Pending { start: out.len(), start_seq: self.seq, eof_status_at: None });
                 }
                 self.forward(&mut frame, out);
                 self.outcome.result_set = true;
@@ -267,20 +265,25 @@ impl Tracker {
                 Ok(Step::More)
             }
             (state @ (State::Rows { .. } | State::Definitions), Some(EOF_HEADER)) if is_terminator_sized => {
-                let mut eof_due = matches!(state, State::Rows { eof_due: true });
+                let eof_due = matches!(state, State::Rows { eof_due: true });
                 let ok = terminator(payload)?;
                 if let Some(held) = self.held.take() {
                     if ok.status & hold::PS_OUT_PARAMS != 0 && !self.framing.ps_multi_results {
                         // The server sends OUT parameters only to clients that can take them.
+                        out.truncate(held.start);
+                        self.seq = held.start_seq;
                         let mut ok = ok;
                         ok.status &= !hold::PS_OUT_PARAMS;
                         self.outcome.result_set = false;
                         return self.after_terminator(&ok);
                     }
-                    let cursor = ok.status & CURSOR_EXISTS != 0;
-                    let status = (eof_due && !cursor).then_some(hold::definitions_status(ok.status));
-                    self.release(held, status, out);
-                    eof_due = false;
+                    if let Some(at) = held.eof_status_at {
+                        // The EOF written before the rows gets the server's flags now.
+                        let status = hold::definitions_status(ok.status).to_le_bytes();
+                        if let Some(slot) = out.get_mut(at..at + 2) {
+                            slot.copy_from_slice(&status);
+                        }
+                    }
                 }
                 if eof_due && ok.status & CURSOR_EXISTS == 0 {
                     // An ordinary empty result: the EOF after the definitions, then the closing one.
@@ -295,9 +298,15 @@ impl Tracker {
                 self.after_terminator(&ok)
             }
             (State::Rows { eof_due }, Some(_)) => {
-                if eof_due && self.held.is_none() {
+                if eof_due {
+                    // Before the first row. While the result is held, its flags are patched in
+                    // at the terminator; otherwise they stay a guess.
                     let status = hold::guess_status(self.outcome.status, self.more_expected);
+                    let at = out.len() + HEADER_LEN + 3;
                     self.emit_with(out, |b| encode_eof(0, status, b));
+                    if let Some(held) = &mut self.held {
+                        held.eof_status_at = Some(at);
+                    }
                     self.state = State::Rows { eof_due: false };
                 }
                 self.outcome.rows += 1;
@@ -341,38 +350,19 @@ impl Tracker {
 
     fn forward(&mut self, frame: &mut Frame, out: &mut BytesMut) {
         self.backend_seq = frame.seq();
-        if let Some(held) = &mut self.held {
-            // Numbered when released; rows go after the EOF that is still to be written.
-            match self.state {
-                State::Rows { .. } => held.body.extend_from_slice(frame.as_bytes()),
-                _ => held.head.extend_from_slice(frame.as_bytes()),
-            }
-            if held.size() > hold::HOLD_LIMIT {
-                if let Some(held) = self.held.take() {
-                    self.release(held, None, out);
-                }
-            }
-            return;
-        }
         frame.set_seq(self.seq);
         self.seq = self.seq.wrapping_add(1);
         out.extend_from_slice(frame.as_bytes());
+        if self.held.as_ref().is_some_and(|held| out.len().saturating_sub(held.start) > hold::HOLD_LIMIT) {
+            // Too large to hold: it streams, and the EOF before its rows keeps a guess.
+            self.held = None;
+        }
     }
 
-    /// Writes a held result start to `out`: the column count and definitions, the EOF owed
-    /// after them (with `status`, or a guess when the terminator is not known yet), the rows.
-    fn release(&mut self, held: hold::Held, status: Option<u16>, out: &mut BytesMut) {
-        hold::renumber_into(&held.head, &mut self.seq, out);
-        if let State::Rows { eof_due: true } = self.state {
-            if held.body.is_empty() && status.is_none() {
-                // No row yet: the EOF is written with the first row or the terminator.
-                return;
-            }
-            let status = status.unwrap_or_else(|| hold::guess_status(self.outcome.status, self.more_expected));
-            self.emit_with(out, |b| encode_eof(0, status, b));
-            self.state = State::Rows { eof_due: false };
-        }
-        hold::renumber_into(&held.body, &mut self.seq, out);
+    /// True while a result set is held: the client must not be sent what is buffered for it
+    /// yet (the relay does not flush). Bounded by [`hold::HOLD_LIMIT`].
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
     }
 
     fn emit_ok(&mut self, ok: &Ok<'_>, out: &mut BytesMut) {

@@ -3,17 +3,15 @@
 //!
 //! Backends run with `CLIENT_DEPRECATE_EOF`, so the EOF a server puts after the column
 //! definitions (carrying its status flags at that moment: `MORE_RESULTS_EXISTS` inside a `CALL`,
-//! `PS_OUT_PARAMS` for OUT parameters) never arrives; the proxy must write it before the rows.
-//! The tracker keeps the column count, the definitions and the first rows here, up to
-//! [`HOLD_LIMIT`] bytes, and writes them once the terminator is known: the inserted EOF then
-//! carries the terminator's flags, and a result the client must not see (OUT parameters for a
-//! client without `CLIENT_PS_MULTI_RESULTS`) is dropped whole. A larger result is released at
-//! the limit with an EOF whose flags are a guess ([`guess_status`]).
-
-use bytes::{BufMut, BytesMut};
+//! `PS_OUT_PARAMS` for OUT parameters, `NO_INDEX_USED`...) never arrives; the proxy must write it
+//! before the rows. The tracker writes the result into the client's buffer as usual, with that
+//! EOF in place and its flags guessed ([`guess_status`]); while the result is held
+//! ([`Pending`]) the relay does not flush, and at the terminator the EOF's flags are patched to
+//! the server's, or the whole result is cut off again when the client must not see it (OUT
+//! parameters for a client without `CLIENT_PS_MULTI_RESULTS`). Nothing is copied or renumbered.
+//! A result larger than [`HOLD_LIMIT`] stops being held and keeps the guess.
 
 use crate::protocol::okerr::MORE_RESULTS_EXISTS;
-use crate::protocol::packet::HEADER_LEN;
 
 /// Bytes of one result set held back at most; above it the result streams (the relay flushes
 /// at 64 KiB anyway, so holding this much adds no round trip).
@@ -52,48 +50,21 @@ pub fn guess_status(previous: u16, more: bool) -> u16 {
     (previous & !PER_STATEMENT) | more
 }
 
-/// The packets of one result set held so far, framed with placeholder sequence ids.
-#[derive(Debug, Default)]
-pub struct Held {
-    /// Column count and column definitions.
-    pub head: BytesMut,
-    /// Rows.
-    pub body: BytesMut,
-}
-
-impl Held {
-    /// Bytes held.
-    pub fn size(&self) -> usize {
-        self.head.len() + self.body.len()
-    }
-}
-
-/// Appends the framed packets of `packets` to `out`, numbering them from `*seq` on.
-pub fn renumber_into(packets: &[u8], seq: &mut u8, out: &mut BytesMut) {
-    let start = out.len();
-    out.put_slice(packets);
-    let mut at = start;
-    while at + HEADER_LEN <= out.len() {
-        let len = u32::from_le_bytes([out[at], out[at + 1], out[at + 2], 0]) as usize;
-        out[at + 3] = *seq;
-        *seq = seq.wrapping_add(1);
-        at += HEADER_LEN + len;
-    }
+/// A result set being held: where it starts in the client's buffer, and where the flags of the
+/// EOF before its rows are, once written.
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    /// Offset of the result's first byte (its column-count packet) in the client's buffer.
+    pub start: usize,
+    /// The client sequence id of that packet.
+    pub start_seq: u8,
+    /// Offset of the status flags of the EOF written before the first row, if written.
+    pub eof_status_at: Option<usize>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn renumbering_walks_every_packet() {
-        let mut packets = BytesMut::new();
-        packets.put_slice(&[1, 0, 0, 9, 0xAA, 2, 0, 0, 9, 0xBB, 0xCC, 0, 0, 0, 9]);
-        let (mut out, mut seq) = (BytesMut::new(), 5u8);
-        renumber_into(&packets, &mut seq, &mut out);
-        assert_eq!(&out[..], &[1, 0, 0, 5, 0xAA, 2, 0, 0, 6, 0xBB, 0xCC, 0, 0, 0, 7]);
-        assert_eq!(seq, 8);
-    }
 
     #[test]
     fn a_guess_keeps_session_flags_only() {
