@@ -55,6 +55,8 @@ pub fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
 impl Session {
     pub(super) async fn change_user(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
         let Some(request) = parse(body, self.login.capabilities) else {
+            let fault = crate::stats::ProtocolFault::Malformed;
+            super::observe::bad_command(&self.shared, self.peer, fault, "COM_CHANGE_USER");
             let _ = self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await;
             return Outcome::Close;
         };
