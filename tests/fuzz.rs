@@ -17,7 +17,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// Mutations per target in a plain `cargo test` (fuzz/README.md has the figures).
-const DEFAULT_CASES: usize = 2500;
+const DEFAULT_CASES: usize = 5000;
 
 fn corpus_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
