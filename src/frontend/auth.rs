@@ -80,7 +80,7 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         scramble: scramble.to_vec(),
         capabilities: offered,
         collation: primary.as_ref().map_or(45, |info| info.collation),
-        status: STATUS_AUTOCOMMIT,
+        status: initial_status(primary.as_deref()),
         auth_plugin: NATIVE_PASSWORD.as_bytes().to_vec(),
     };
     let mut payload = BytesMut::new();
@@ -125,6 +125,10 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         return refuse(io, ClientError::host_blocked(&peer.ip().to_string()), seq, timeout).await;
     }
 
+    // The server refuses these before authentication, whatever the password.
+    if let Some(charset) = unusable_client_charset(response.collation) {
+        return refuse(io, ClientError::bad_client_charset(charset), seq, timeout).await;
+    }
     let user = config.users.iter().find(|u| u.name.as_str().as_bytes() == response.user.as_slice());
     // A client without CLIENT_PLUGIN_AUTH answered for the plugin of the greeting.
     let client_plugin = response.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD.as_bytes());
@@ -159,6 +163,24 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         last_seq,
         scramble,
     })
+}
+
+/// The status flags of a new session: `SERVER_STATUS_AUTOCOMMIT` as the primary's greeting
+/// reported it (its global `autocommit`), on when the primary was not reached yet.
+pub(super) fn initial_status(primary: Option<&crate::backend::ServerInfo>) -> u16 {
+    primary.map_or(STATUS_AUTOCOMMIT, |info| info.status & STATUS_AUTOCOMMIT)
+}
+
+/// The character set of a handshake collation id that cannot be a client character set (more
+/// than one byte for every character: ucs2, utf16, utf16le, utf32), as the server names it.
+fn unusable_client_charset(collation: u8) -> Option<&'static str> {
+    match collation {
+        35 | 90 | 128..=151 | 159 => Some("ucs2"),
+        54 | 55 | 101..=124 => Some("utf16"),
+        56 | 62 => Some("utf16le"),
+        60 | 61 | 160..=183 => Some("utf32"),
+        _ => None,
+    }
 }
 
 /// Sends `err` after the client's packet `seq` (best effort) and ends the connection phase.

@@ -121,6 +121,7 @@ impl Session {
                 return Outcome::Close;
             }
         }
-        self.reply_ok(answer_seq, config).await
+        self.put_session_ok(answer_seq.wrapping_add(1));
+        self.flush_or_close(config).await
     }
 }

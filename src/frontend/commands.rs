@@ -4,14 +4,14 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::kill::{self, KillRequest};
+use super::kill::{self, KillRequest, Plan};
 use super::query::{Exec, Outcome, Work};
 use super::session::Session;
 use super::ClientError;
 use crate::backend::{ConnectParams, State};
 use crate::classify::{Classified, Flags, Kind};
 use crate::config::Config;
-use crate::protocol::okerr::{self, encode_ok, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
+use crate::protocol::okerr::{self, encode_ok, STATUS_IN_TRANS};
 use crate::protocol::packet::put_packet;
 use crate::protocol::prepare::statement_id;
 use crate::protocol::response::{Expect, CURSOR_EXISTS};
@@ -58,6 +58,10 @@ impl Session {
                     return self.reply_error(&err, seq.wrapping_add(1), config).await;
                 }
                 let (stmt, _) = self.classify(body, config);
+                if stmt.kind == Kind::Kill {
+                    // Its id would reach the backend untranslated at execute.
+                    return self.reply_error(&ClientError::kill_not_translated(), seq.wrapping_add(1), config).await;
+                }
                 let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };
                 self.execute(exec, stmt, false, config).await
             }
@@ -107,7 +111,8 @@ impl Session {
             }
             command::RESET_CONNECTION => {
                 self.reset_session();
-                self.reply_ok(seq, config).await
+                self.put_session_ok(seq.wrapping_add(1));
+                self.flush_or_close(config).await
             }
             command::SET_OPTION => self.set_option(seq, body, config).await,
             command::CHANGE_USER => self.change_user(seq, body, config).await,
@@ -131,9 +136,13 @@ impl Session {
     async fn query(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
         let sql = &payload[1..];
         let (stmt, all_reads) = self.classify(sql, config);
-        if stmt.kind == crate::classify::Kind::Kill {
-            if let Some(request) = kill::parse(sql) {
-                return self.kill(seq, request, config).await;
+        if stmt.kind == crate::classify::Kind::Kill || stmt.flags.contains(Flags::MULTI) {
+            match kill::plan(sql, self.sql_mode()) {
+                Plan::Forward => {}
+                Plan::Refuse => {
+                    return self.reply_error(&ClientError::kill_not_translated(), seq.wrapping_add(1), config).await
+                }
+                Plan::Leading { kills, rest } => return self.kills(seq, &kills, rest, payload, config).await,
             }
         }
         if stmt.flags.contains(Flags::LOCAL) && !self.login.capabilities.contains(CapabilityFlags::CLIENT_LOCAL_FILES) {
@@ -220,7 +229,7 @@ impl Session {
         self.previous = Default::default();
         self.sequences.clear();
         self.stmts.clear();
-        self.status = STATUS_AUTOCOMMIT;
+        self.status = super::auth::initial_status(self.shared.primary_info.load().as_deref());
     }
 
     async fn set_option(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
@@ -252,11 +261,57 @@ impl Session {
     }
 
     async fn kill(&mut self, seq: u8, request: KillRequest, config: &Config) -> Outcome {
+        self.kills(seq, &[request], None, &Bytes::new(), config).await
+    }
+
+    /// Runs `requests` in order, each answered with an OK (`MORE_RESULTS_EXISTS` unless it is
+    /// the last result), stopping at the first error as the server does; then forwards the rest
+    /// of the query packet `payload` from SQL offset `rest` as its own query, continuing the
+    /// sequence ids.
+    async fn kills(
+        &mut self,
+        seq: u8,
+        requests: &[KillRequest],
+        rest: Option<usize>,
+        payload: &Bytes,
+        config: &Config,
+    ) -> Outcome {
+        let mut seq = seq;
+        for (i, request) in requests.iter().enumerate() {
+            if let Err(err) = self.kill_one(*request, config).await {
+                return self.reply_error(&err, seq.wrapping_add(1), config).await;
+            }
+            if request.id == self.id.0 && !request.query_only {
+                let _ = self.reply_error(&ClientError::connection_killed(), seq.wrapping_add(1), config).await;
+                return Outcome::Close;
+            }
+            let more = i + 1 < requests.len() || rest.is_some();
+            let mut ok = BytesMut::new();
+            encode_ok(if more { self.status | okerr::MORE_RESULTS_EXISTS } else { self.status }, &mut ok);
+            seq = seq.wrapping_add(1);
+            put_packet(&mut self.io.out, seq, &ok);
+        }
+        let Some(at) = rest else { return self.flush_or_close(config).await };
+        let mut rest = BytesMut::with_capacity(payload.len());
+        rest.extend_from_slice(&[command::QUERY]);
+        rest.extend_from_slice(payload.get(1 + at..).unwrap_or_default());
+        let rest = rest.freeze();
+        let sql = &rest[1..];
+        let (stmt, all_reads) = self.classify(sql, config);
+        if stmt.flags.contains(Flags::LOCAL) && !self.login.capabilities.contains(CapabilityFlags::CLIENT_LOCAL_FILES) {
+            return self.reply_error(&ClientError::local_infile_refused(), seq.wrapping_add(1), config).await;
+        }
+        let exec = Exec { work: Work::Forward(&rest), seq, expect: Expect::Results };
+        self.execute(exec, stmt, all_reads, config).await
+    }
+
+    /// Kills what `request` names (see [`kill`]); the caller answers the client.
+    async fn kill_one(&mut self, request: KillRequest, config: &Config) -> Result<(), ClientError> {
         let Some(target) = self.shared.sessions.get(request.id) else {
-            return self.reply_error(&ClientError::unknown_thread(request.id), seq.wrapping_add(1), config).await;
+            return Err(ClientError::unknown_thread(request.id));
         };
         if target.user != self.login.user.name.as_str() {
-            return self.reply_error(&ClientError::not_owner(request.id), seq.wrapping_add(1), config).await;
+            return Err(ClientError::not_owner(request.id));
         }
         if !request.query_only {
             target.kill();
@@ -289,19 +344,20 @@ impl Session {
                         tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
                     }
                     Ok(_) => {}
-                    Err(err) => {
-                        return self
-                            .reply_error(&ClientError::checkout_failed(node.name(), &err), seq.wrapping_add(1), config)
-                            .await
-                    }
+                    Err(err) => return Err(ClientError::checkout_failed(node.name(), &err)),
                 }
             }
         }
-        if request.id == self.id.0 && !request.query_only {
-            let _ = self.reply_error(&ClientError::connection_killed(), seq.wrapping_add(1), config).await;
-            return Outcome::Close;
-        }
-        self.reply_ok(seq, config).await
+        Ok(())
+    }
+
+    /// The OK that ends a login, change of user or reset: reports the schema to a client that
+    /// tracks session state, as the server does.
+    pub(super) fn put_session_ok(&mut self, seq: u8) {
+        let mut ok = BytesMut::new();
+        let session_track = self.framing().session_track;
+        okerr::encode_session_ok(self.status, self.state.schema.as_deref(), session_track, &mut ok);
+        put_packet(&mut self.io.out, seq, &ok);
     }
 
     pub(super) async fn reply_ok(&mut self, seq: u8, config: &Config) -> Outcome {

@@ -41,6 +41,24 @@ impl ClientError {
         Self::new(1040, b"08004", "Too many connections")
     }
 
+    /// `ER_WRONG_VALUE_FOR_VAR` (1231) for a handshake character set that cannot be a client
+    /// character set, with the text the server sends.
+    pub fn bad_client_charset(charset: &str) -> Self {
+        Self::new(1231, b"42000", format!("Variable 'character_set_client' can't be set to the value of '{charset}'"))
+    }
+
+    /// `ER_NOT_SUPPORTED_YET` (1235): a `KILL` the proxy cannot translate to a backend thread
+    /// (after another statement of a multi-statement, `KILL USER`, `KILL QUERY ID`, inside an
+    /// executable comment or a prepared statement). Sending its id untranslated would kill
+    /// whatever backend thread has that number.
+    pub fn kill_not_translated() -> Self {
+        Self::new(
+            1235,
+            b"42000",
+            "This version of MariaDB doesn't yet support 'this KILL through rwsplit (KILL [QUERY] <id> alone or first in the packet)'",
+        )
+    }
+
     /// `ER_TOO_MANY_USER_CONNECTIONS` (1203).
     pub fn too_many_user_connections(user: &str) -> Self {
         Self::new(
@@ -78,8 +96,9 @@ impl ClientError {
     /// as a connection failure and may retry).
     pub fn backend_unavailable(backend: &str, err: &backend::Error) -> Self {
         match err {
-            // A refusal that concerns the client's own request (unknown database, ...) passes through.
-            backend::Error::Refused { code, sqlstate, message } if *code != 1045 && *code != 1040 => {
+            // A refusal that concerns the client's own request (unknown database, ...) or that a
+            // direct client would get too (1040 Too many connections) passes through.
+            backend::Error::Refused { code, sqlstate, message } if *code != 1045 => {
                 let mut state = *b"HY000";
                 if sqlstate.len() == 5 {
                     state.copy_from_slice(sqlstate.as_bytes());
@@ -118,7 +137,11 @@ impl ClientError {
     /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
     pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
         match err {
-            backend::Error::CheckoutTimeout { .. } => Self::new(1040, b"08004", format!("Too many connections: {err}")),
+            backend::Error::CheckoutTimeout { .. } => {
+                // The server's exact text; which backend and how long go to the log.
+                tracing::warn!(backend, error = %err, "checkout timed out; client gets 1040");
+                Self::too_many_connections()
+            }
             _ => Self::backend_unavailable(backend, err),
         }
     }

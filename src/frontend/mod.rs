@@ -21,6 +21,7 @@ mod query;
 mod sequences;
 mod session;
 mod sqltext;
+mod timeouts;
 pub mod tls;
 mod verify;
 

@@ -5,7 +5,12 @@
 //! tracker forwards every frame with a renumbered sequence id and rewrites only terminators:
 //! - a client without `DEPRECATE_EOF` gets an EOF packet after the column definitions and an EOF
 //!   instead of the OK that ends the rows;
-//! - a client without `SESSION_TRACK` gets OK packets in the pre-4.1-tracking layout.
+//! - a client without `SESSION_TRACK` gets OK packets in the pre-4.1-tracking layout;
+//! - a client without `PS_MULTI_RESULTS` does not get the OUT-parameter result set of a `CALL`
+//!   (the server does not send it to such a client).
+//!
+//! For the first two rewrites a result set's start is held back until its terminator (see
+//! [`hold`]), so the EOF the proxy inserts carries the server's flags.
 //!
 //! Rows, column definitions and ERR packets pass byte for byte. A row of 16 MiB or more spans
 //! several frames; continuation frames are forwarded without being looked at.
@@ -24,6 +29,8 @@ pub struct Framing {
     pub deprecate_eof: bool,
     /// The client set `CLIENT_SESSION_TRACK`.
     pub session_track: bool,
+    /// The client set `CLIENT_PS_MULTI_RESULTS` (it may receive OUT parameters of a `CALL`).
+    pub ps_multi_results: bool,
 }
 
 /// The shape of response a command can produce.
@@ -129,6 +136,11 @@ pub struct Tracker {
     seq: u8,
     backend_seq: u8,
     outcome: Outcome,
+    /// The start of the current result set, while it is held back.
+    held: Option<hold::Held>,
+    /// More results are known to follow the current one (a `CALL`): used when a result too
+    /// large to hold needs its EOF before its terminator is known.
+    more_expected: bool,
 }
 
 impl Tracker {
@@ -149,7 +161,15 @@ impl Tracker {
             seq: client_seq.wrapping_add(1),
             backend_seq: 0,
             outcome: Outcome { status, ..Outcome::default() },
+            held: None,
+            more_expected: false,
         }
+    }
+
+    /// Tells the tracker that every result set of this response is followed by another (the
+    /// response to a `CALL` ends with an OK after its result sets).
+    pub fn expect_more_results(&mut self, more: bool) {
+        self.more_expected = more;
     }
 
     /// The sequence id the next packet to the client must carry (for an ERR the proxy sends
@@ -196,8 +216,11 @@ impl Tracker {
             (State::First | State::Rows { .. } | State::Definitions, Some(ERR_HEADER)) => {
                 let err = okerr::Err::parse(payload)?;
                 self.outcome.error = Some(err.code);
+                if let Some(held) = self.held.take() {
+                    self.release(held, None, out);
+                }
                 if let State::Rows { eof_due: true } = self.state {
-                    let status = self.outcome.status;
+                    let status = hold::guess_status(self.outcome.status, self.more_expected);
                     self.emit_with(out, |b| encode_eof(0, status, b));
                 }
                 self.forward(&mut frame, out);
@@ -218,6 +241,9 @@ impl Tracker {
                 if columns == 0 {
                     return Err(Error::malformed("column count"));
                 }
+                if !self.framing.deprecate_eof || !self.framing.ps_multi_results {
+                    self.held = Some(hold::Held::default());
+                }
                 self.forward(&mut frame, out);
                 self.outcome.result_set = true;
                 self.outcome.last_result_rows = 0;
@@ -235,8 +261,21 @@ impl Tracker {
                 Ok(Step::More)
             }
             (state @ (State::Rows { .. } | State::Definitions), Some(EOF_HEADER)) if is_terminator_sized => {
-                let eof_due = matches!(state, State::Rows { eof_due: true });
+                let mut eof_due = matches!(state, State::Rows { eof_due: true });
                 let ok = terminator(payload)?;
+                if let Some(held) = self.held.take() {
+                    if ok.status & hold::PS_OUT_PARAMS != 0 && !self.framing.ps_multi_results {
+                        // The server sends OUT parameters only to clients that can take them.
+                        let mut ok = ok;
+                        ok.status &= !hold::PS_OUT_PARAMS;
+                        self.outcome.result_set = false;
+                        return self.after_terminator(&ok);
+                    }
+                    let cursor = ok.status & CURSOR_EXISTS != 0;
+                    let status = (eof_due && !cursor).then_some(hold::definitions_status(ok.status));
+                    self.release(held, status, out);
+                    eof_due = false;
+                }
                 if eof_due && ok.status & CURSOR_EXISTS == 0 {
                     // An ordinary empty result: the EOF after the definitions, then the closing one.
                     let status = ok.status;
@@ -250,8 +289,8 @@ impl Tracker {
                 self.after_terminator(&ok)
             }
             (State::Rows { eof_due }, Some(_)) => {
-                if eof_due {
-                    let status = self.outcome.status;
+                if eof_due && self.held.is_none() {
+                    let status = hold::guess_status(self.outcome.status, self.more_expected);
                     self.emit_with(out, |b| encode_eof(0, status, b));
                     self.state = State::Rows { eof_due: false };
                 }
@@ -296,9 +335,38 @@ impl Tracker {
 
     fn forward(&mut self, frame: &mut Frame, out: &mut BytesMut) {
         self.backend_seq = frame.seq();
+        if let Some(held) = &mut self.held {
+            // Numbered when released; rows go after the EOF that is still to be written.
+            match self.state {
+                State::Rows { .. } => held.body.extend_from_slice(frame.as_bytes()),
+                _ => held.head.extend_from_slice(frame.as_bytes()),
+            }
+            if held.size() > hold::HOLD_LIMIT {
+                if let Some(held) = self.held.take() {
+                    self.release(held, None, out);
+                }
+            }
+            return;
+        }
         frame.set_seq(self.seq);
         self.seq = self.seq.wrapping_add(1);
         out.extend_from_slice(frame.as_bytes());
+    }
+
+    /// Writes a held result start to `out`: the column count and definitions, the EOF owed
+    /// after them (with `status`, or a guess when the terminator is not known yet), the rows.
+    fn release(&mut self, held: hold::Held, status: Option<u16>, out: &mut BytesMut) {
+        hold::renumber_into(&held.head, &mut self.seq, out);
+        if let State::Rows { eof_due: true } = self.state {
+            if held.body.is_empty() && status.is_none() {
+                // No row yet: the EOF is written with the first row or the terminator.
+                return;
+            }
+            let status = status.unwrap_or_else(|| hold::guess_status(self.outcome.status, self.more_expected));
+            self.emit_with(out, |b| encode_eof(0, status, b));
+            self.state = State::Rows { eof_due: false };
+        }
+        hold::renumber_into(&held.body, &mut self.seq, out);
     }
 
     fn emit_ok(&mut self, ok: &Ok<'_>, out: &mut BytesMut) {
@@ -317,5 +385,6 @@ impl Tracker {
     }
 }
 
+pub mod hold;
 #[cfg(test)]
 mod tests;
