@@ -286,9 +286,10 @@ pub fn prepare_ok(data: &[u8]) {
 pub fn response(data: &[u8]) {
     let expects = [Expect::OkOrErr, Expect::Results, Expect::Rows, Expect::Definitions, Expect::Single];
     for expect in expects {
-        for (deprecate_eof, session_track) in [(true, true), (false, false)] {
+        for (deprecate_eof, session_track, ps_multi_results) in [(true, true, true), (false, false, false)] {
             block_on(async {
-                let mut tracker = Tracker::new(expect, Framing { deprecate_eof, session_track }, 0, 2);
+                let framing = Framing { deprecate_eof, session_track, ps_multi_results };
+                let mut tracker = Tracker::new(expect, framing, 0, 2);
                 let mut io = data;
                 let mut reader = FrameReader::new();
                 let mut out = BytesMut::new();
