@@ -261,6 +261,7 @@ async fn learn_primary(shared: Arc<Shared>) {
                 capabilities: g.capabilities,
                 collation: g.collation,
                 status: g.status,
+                extended: g.extended,
             };
             shared.primary_info.store(Some(Arc::new(info)));
         }

@@ -31,11 +31,7 @@ const ALLOWED: &[(&str, &str)] = &[
 
 /// Steps that differ today because of open items of issue 12; the reason names the item. Remove an
 /// entry when its item is fixed (the test then guards it).
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    ("in_txn", "item 2: its insert id follows from the failed bulk insert"),
-    ("bulk_insert", "item 2: STMT_BULK_OPERATIONS not offered, COM_STMT_BULK_EXECUTE fails"),
-    ("bulk_check", "item 2: follows from bulk_insert"),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
@@ -45,18 +41,26 @@ fn build_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients")
 }
 
-/// Builds `tests/clients/c/compat.c` against libmariadb with `cc` and `mariadb_config`.
+/// Builds `tests/clients/c/compat.c` against libmariadb with `cc` and `mariadb_config`, once per
+/// test run (the tests of this file share the binary).
 fn build_c_client() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| build_c_program("compat")).clone()
+}
+
+/// Builds `tests/clients/c/NAME.c` against libmariadb into the test's build directory.
+fn build_c_program(name: &str) -> PathBuf {
     let flags = Command::new("mariadb_config").args(["--cflags", "--libs"]).output().unwrap_or_else(|e| {
         panic!("mariadb_config not runnable ({e}): install the Debian package libmariadb-dev (scripts/test.sh does)")
     });
     assert!(flags.status.success(), "mariadb_config failed: install libmariadb-dev");
     let flags = String::from_utf8(flags.stdout).unwrap();
     std::fs::create_dir_all(build_dir()).unwrap();
-    let out = build_dir().join("compat-c");
+    let out = build_dir().join(format!("{name}-c"));
+    let source = clients_dir().join(format!("c/{name}.c"));
     let mut cmd = Command::new("cc");
-    cmd.arg("-O1").arg("-o").arg(&out).arg(clients_dir().join("c/compat.c")).args(flags.split_whitespace());
-    run(cmd, "cc of tests/clients/c/compat.c");
+    cmd.arg("-O1").arg("-o").arg(&out).arg(&source).args(flags.split_whitespace());
+    run(cmd, &format!("cc of {}", source.display()));
     out
 }
 
@@ -87,4 +91,53 @@ async fn libmariadb_sees_the_same_through_the_proxy_as_directly() {
     assert!(direct.ends_with("done\n"), "direct run incomplete:\n{direct}");
     let bad = unexplained(&direct, &proxied, &[ALLOWED, KNOWN_BUGS]);
     assert!(bad.is_empty(), "{} unexplained differences:\n{}", bad.len(), bad.join("\n"));
+}
+
+/// The proxy's own errors reach libmariadb as sent: server-range codes only (libmariadb turns a
+/// client-range code such as 2003 or 2013 from a server into 2027 "malformed packet").
+#[tokio::test]
+async fn libmariadb_reads_the_proxys_own_errors() {
+    let binary = blocking(build_c_client).await;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    // Replicas that cannot be reached, and reads that must not fall back to the primary.
+    for backend in config.backends.iter_mut().filter(|b| b.port != cluster.primary) {
+        backend.port = common::free_port();
+    }
+    config.routing.no_replica = rwsplit::config::NoReplica::Error;
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let port = proxy.port();
+    let out = blocking(move || {
+        let mut cmd = Command::new(&binary);
+        cmd.args(["127.0.0.1", &port.to_string(), "app", "app", "mysql", "SELECT 1"]);
+        run(cmd, "C client, one read with no replica")
+    })
+    .await;
+    assert!(out.starts_with("one: error 1429 08S01 rwsplit: "), "{out}");
+}
+
+/// MariaDB progress reports reach libmariadb's progress callback through the proxy as directly
+/// (`MARIADB_CLIENT_PROGRESS` is offered and relayed).
+#[tokio::test]
+async fn libmariadb_gets_progress_reports_through_the_proxy() {
+    let binary = blocking(|| build_c_program("progress")).await;
+    let cluster = Cluster::shared().await;
+    let proxy = TestProxy::start(cluster).await;
+    let (port, primary) = (proxy.port(), proxy.cluster.primary);
+    let reports = |out: &str| -> u32 {
+        let line = out.lines().find(|l| l.starts_with("reports=")).unwrap_or_else(|| panic!("no report line:\n{out}"));
+        assert!(line.ends_with(" alter=ok"), "{line}");
+        line["reports=".len()..].split(' ').next().and_then(|n| n.parse().ok()).unwrap()
+    };
+    for (target, label) in [(primary, "directly"), (port, "through the proxy")] {
+        let b = binary.clone();
+        let out = blocking(move || {
+            let mut cmd = Command::new(&b);
+            cmd.args(["127.0.0.1", &target.to_string(), "app", "app", "mysql"]);
+            run(cmd, "progress client")
+        })
+        .await;
+        // Directly this checks the test itself: the ALTER must be long enough to report at all.
+        assert!(reports(&out) > 0, "no progress report {label}: {out}");
+    }
 }

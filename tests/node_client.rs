@@ -16,12 +16,7 @@ use common::{fresh_db, Cluster, TestProxy};
 const ALLOWED: &[(&str, &str)] = &[];
 
 /// Steps that differ today because of open items of issue 12; remove an entry when it is fixed.
-const KNOWN_BUGS: &[(&str, &str)] = &[
-    ("json", "item 2: no MARIADB_CLIENT_EXTENDED_METADATA, so JSON columns lack format=json and arrive as strings"),
-    ("json_prepared", "item 2: as json, binary protocol"),
-    ("select_text", "item 2: as json (the row has a JSON column)"),
-    ("select_prepared", "item 2: as json (the rows have a JSON column)"),
-];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 fn client_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/node")

@@ -47,6 +47,9 @@ pub struct ConnectParams<'a> {
     pub collation: u8,
     /// Result-changing client flags to carry (`FOUND_ROWS`, `MULTI_STATEMENTS`, ...).
     pub extra_capabilities: CapabilityFlags,
+    /// MariaDB extended capabilities the client negotiated (what the server also offers is asked
+    /// for).
+    pub extended: u32,
     /// Limit for TCP connect plus login.
     pub connect_timeout: Duration,
     /// Prepared statements kept open on the connection at most.
@@ -66,6 +69,8 @@ pub struct ServerInfo {
     pub collation: u8,
     /// Status flags of the greeting (`SERVER_STATUS_AUTOCOMMIT` follows the global `autocommit`).
     pub status: u16,
+    /// MariaDB extended capabilities of the greeting (`protocol::handshake::extended`).
+    pub extended: u32,
 }
 
 /// An authenticated backend connection.
@@ -111,7 +116,13 @@ impl Conn {
             reader: FrameReader::new(),
             out: BytesMut::with_capacity(16 * 1024),
             thread_id: 0,
-            info: ServerInfo { version: Vec::new(), capabilities: CapabilityFlags::empty(), collation: 0, status: 0 },
+            info: ServerInfo {
+                version: Vec::new(),
+                capabilities: CapabilityFlags::empty(),
+                collation: 0,
+                status: 0,
+                extended: 0,
+            },
             state: State { schema: params.database.map(bytes::Bytes::copy_from_slice), ..State::default() },
             broken: false,
             generation: 0,
@@ -141,6 +152,7 @@ impl Conn {
             capabilities: greeting.capabilities,
             collation: greeting.collation,
             status: greeting.status,
+            extended: greeting.extended,
         };
         let mut io = login::Io { stream: &mut conn.stream, reader: &mut conn.reader, out: &mut conn.out, timeout };
         login::login(&mut io, seq, &greeting, params).await?;

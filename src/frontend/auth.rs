@@ -16,7 +16,7 @@ use super::verify::{self, Attempt, FirstAnswer, Verdict};
 use super::{ClientError, ConnId, Front};
 use crate::config::UserConfig;
 use crate::protocol::auth::{new_scramble, NATIVE_PASSWORD};
-use crate::protocol::handshake::{proxy_capabilities, Greeting, Response};
+use crate::protocol::handshake::{extended, proxy_capabilities, Greeting, Response};
 use crate::protocol::okerr::STATUS_AUTOCOMMIT;
 use crate::protocol::packet::put_packet;
 use crate::protocol::CapabilityFlags;
@@ -34,6 +34,9 @@ pub struct Login {
     pub user: UserConfig,
     /// Capabilities in effect (client's request ∩ what the proxy offered).
     pub capabilities: CapabilityFlags,
+    /// MariaDB extended capabilities in effect (client's ∩ offered; see
+    /// `protocol::handshake::extended`). Backend connections negotiate the same.
+    pub extended: u32,
     /// Collation the client asked for.
     pub collation: u8,
     /// Schema the client named, or the user's default schema.
@@ -82,7 +85,14 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         collation: primary.as_ref().map_or(45, |info| info.collation),
         status: initial_status(primary.as_deref()),
         auth_plugin: NATIVE_PASSWORD.as_bytes().to_vec(),
+        // What the primary offers of what the proxy relays; a MariaDB greeting (no CLIENT_MYSQL)
+        // carries them, as the primary's does.
+        extended: match &primary {
+            Some(info) if !offered.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) => info.extended & extended::RELAYED,
+            _ => 0,
+        },
     };
+    let offered_extended = greeting.extended;
     let mut payload = BytesMut::new();
     greeting.encode(&mut payload);
     put_packet(&mut io.out, 0, &payload);
@@ -158,6 +168,7 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
     Some(Login {
         user: user.clone(),
         capabilities: response.capabilities & offered,
+        extended: response.extended & offered_extended,
         collation: response.collation,
         database,
         last_seq,

@@ -11,6 +11,7 @@ use super::ClientError;
 use crate::backend::{ConnectParams, State};
 use crate::classify::{Classified, Flags, Kind};
 use crate::config::Config;
+use crate::protocol::handshake::extended;
 use crate::protocol::okerr::{self, encode_ok, STATUS_IN_TRANS};
 use crate::protocol::packet::put_packet;
 use crate::protocol::prepare::statement_id;
@@ -66,6 +67,11 @@ impl Session {
                 self.execute(exec, stmt, false, config).await
             }
             command::STMT_EXECUTE | command::STMT_FETCH => self.statement(seq, payload, cmd, config).await,
+            // Only after the client and the proxy negotiated it (the backend connections of the
+            // session's pools did too); otherwise unknown, as from a server that did not offer it.
+            command::STMT_BULK_EXECUTE if self.login.extended & extended::STMT_BULK_OPERATIONS != 0 => {
+                self.statement(seq, payload, cmd, config).await
+            }
             command::STMT_SEND_LONG_DATA => {
                 if let (Ok(id), Some(param)) = (statement_id(payload), body.get(4..6)) {
                     let data = payload.slice(7.min(payload.len())..);
@@ -165,7 +171,11 @@ impl Session {
     }
 
     async fn statement(&mut self, seq: u8, payload: &[u8], cmd: u8, config: &Config) -> Outcome {
-        let name = if cmd == command::STMT_EXECUTE { "mysqld_stmt_execute" } else { "mysqld_stmt_fetch" };
+        let name = match cmd {
+            command::STMT_EXECUTE => "mysqld_stmt_execute",
+            command::STMT_BULK_EXECUTE => "mysqld_stmt_bulk_execute",
+            _ => "mysqld_stmt_fetch",
+        };
         let Some(id) = statement_id(payload).ok().filter(|id| self.stmts.get(*id).is_some()) else {
             return self.reply_error(&ClientError::unknown_statement(payload, name), seq.wrapping_add(1), config).await;
         };
@@ -328,6 +338,7 @@ impl Session {
                     database: None,
                     collation: self.login.collation,
                     extra_capabilities: CapabilityFlags::empty(),
+                    extended: 0,
                     connect_timeout: config.pool.connect_timeout,
                     max_prepared: 1,
                     tls: self.shared.pools.tls(),

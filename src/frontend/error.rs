@@ -18,6 +18,16 @@ pub struct ClientError {
     pub message: String,
 }
 
+/// The proxy lost its backend connection mid-statement: `ER_NET_READ_ERROR` (1158, SQLSTATE
+/// 08S01, a communication failure drivers treat as a lost connection). Never a client-range code
+/// (2000-2999): libmariadb refuses those from a server and reports 2027 "malformed packet".
+const LOST: (u16, &[u8; 5]) = (1158, b"08S01");
+
+/// No backend could be reached for the statement: `ER_CONNECT_TO_FOREIGN_DATA_SOURCE` (1429, the
+/// server's own code for an unreachable remote server) with SQLSTATE 08S01, so that drivers treat
+/// it as a connection failure and may retry. Not 2003, for the reason given at [`LOST`].
+const UNREACHABLE: (u16, &[u8; 5]) = (1429, b"08S01");
+
 impl ClientError {
     fn new(code: u16, sqlstate: &[u8; 5], message: impl Into<String>) -> Self {
         Self { code, sqlstate: *sqlstate, message: message.into() }
@@ -92,8 +102,8 @@ impl ClientError {
         )
     }
 
-    /// A backend could not be reached or refused the proxy's login (2003-style, so drivers treat it
-    /// as a connection failure and may retry).
+    /// A backend could not be reached or refused the proxy's login ([`UNREACHABLE`], so drivers
+    /// treat it as a connection failure and may retry).
     pub fn backend_unavailable(backend: &str, err: &backend::Error) -> Self {
         match err {
             // A refusal that concerns the client's own request (unknown database, ...) or that a
@@ -105,13 +115,13 @@ impl ClientError {
                 }
                 Self { code: *code, sqlstate: state, message: message.clone() }
             }
-            _ => Self::new(2003, b"HY000", format!("rwsplit: backend '{backend}' is unavailable: {err}")),
+            _ => Self::new(UNREACHABLE.0, UNREACHABLE.1, format!("rwsplit: backend '{backend}' is unavailable: {err}")),
         }
     }
 
-    /// The backend failed while a statement was running (2013-style, "lost connection").
+    /// The backend failed while a statement was running ([`LOST`]).
     pub fn lost_backend(err: &backend::Error) -> Self {
-        Self::new(2013, b"HY000", format!("rwsplit: lost connection to backend during query: {err}"))
+        Self::new(LOST.0, LOST.1, format!("rwsplit: lost connection to backend during query: {err}"))
     }
 
     /// Appends this error as one packet with sequence id `seq`.
@@ -130,7 +140,7 @@ impl ClientError {
             Ok(e) => {
                 Self { code: e.code, sqlstate: e.sqlstate, message: String::from_utf8_lossy(e.message).into_owned() }
             }
-            Err(_) => Self::new(2027, b"HY000", "Malformed packet"),
+            Err(_) => Self::new(1105, b"HY000", "rwsplit: malformed ERR packet from the backend"),
         }
     }
 
@@ -148,12 +158,12 @@ impl ClientError {
 
     /// No primary is known, so a write cannot run.
     pub fn no_primary() -> Self {
-        Self::new(2003, b"HY000", "rwsplit: no primary is available for writes")
+        Self::new(UNREACHABLE.0, UNREACHABLE.1, "rwsplit: no primary is available for writes")
     }
 
     /// No replica is usable and `routing.no_replica = "error"`.
     pub fn no_replica() -> Self {
-        Self::new(2003, b"HY000", "rwsplit: no replica is available for reads")
+        Self::new(UNREACHABLE.0, UNREACHABLE.1, "rwsplit: no replica is available for reads")
     }
 }
 
@@ -221,12 +231,12 @@ impl ClientError {
     }
 
     /// The session's pinned state (temporary tables, user variables, locks, server-side
-    /// `PREPARE`) lived on a backend that stopped being the primary or went down. 2013-style; the session
-    /// continues without that state.
+    /// `PREPARE`) lived on a backend that stopped being the primary or went down ([`LOST`]); the
+    /// session continues without that state.
     pub fn state_lost_in_failover() -> Self {
         Self::new(
-            2013,
-            b"HY000",
+            LOST.0,
+            LOST.1,
             "rwsplit: failover: the backend holding this session's state stopped being primary or went down; \
              its temporary tables, user variables, locks and prepared SQL are gone",
         )
@@ -236,8 +246,8 @@ impl ClientError {
     /// unknown and the transaction and pinned state on it are gone; the session continues.
     pub fn lost_primary(err: &backend::Error) -> Self {
         Self::new(
-            2013,
-            b"HY000",
+            LOST.0,
+            LOST.1,
             format!(
                 "rwsplit: lost the connection to the primary during the query ({err}); the open transaction and \
                  session state on it are gone and the statement's outcome is unknown"
@@ -249,8 +259,8 @@ impl ClientError {
     pub fn no_primary_after(waited: std::time::Duration, last: Option<&ClientError>) -> Self {
         let cause = last.map(|e| format!(": {}", e.message)).unwrap_or_default();
         Self::new(
-            2003,
-            b"HY000",
+            UNREACHABLE.0,
+            UNREACHABLE.1,
             format!(
                 "rwsplit: no primary is available for writes (waited {} ms for a failover){cause}",
                 waited.as_millis()

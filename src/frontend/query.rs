@@ -433,6 +433,7 @@ struct SessionPoolKey {
     backend: BackendIndex,
     with_schema: bool,
     capabilities: u32,
+    extended: u32,
     collation: u8,
 }
 
@@ -450,6 +451,7 @@ impl SessionPools {
             backend: index,
             with_schema,
             capabilities: (login.capabilities & semantic_capabilities()).bits(),
+            extended: login.extended,
             collation: login.collation,
         };
         let found = self.entries.iter().position(|(key, _)| *key == wanted);
@@ -461,6 +463,7 @@ impl SessionPools {
             backend: index,
             user: login.user.name.as_str().to_owned(),
             capabilities: wanted.capabilities,
+            extended: wanted.extended,
             collation: wanted.collation,
             with_schema,
         };

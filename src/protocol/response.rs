@@ -213,6 +213,12 @@ impl Tracker {
         match (self.state, first) {
             (State::Finished, _) => Err(Error::malformed("response (data after the end)")),
             (_, None) => Err(Error::malformed("response (empty packet)")),
+            // A MariaDB progress report (`MARIADB_CLIENT_PROGRESS`, error code 0xFFFF) comes before
+            // the real response of a long statement: relayed, and the response goes on.
+            (State::First, Some(ERR_HEADER)) if payload.get(1..3) == Some(&[0xFF, 0xFF][..]) => {
+                self.forward(&mut frame, out);
+                Ok(Step::More)
+            }
             (State::First | State::Rows { .. } | State::Definitions, Some(ERR_HEADER)) => {
                 let err = okerr::Err::parse(payload)?;
                 self.outcome.error = Some(err.code);

@@ -64,6 +64,7 @@ impl RawClient {
             auth_response: scramble_native(&client.greeting.scramble, password.as_bytes()),
             database: None,
             auth_plugin: Some(b"mysql_native_password".to_vec()),
+            extended: 0,
         };
         let mut payload = BytesMut::new();
         response.encode(&mut payload);

@@ -75,6 +75,7 @@ async fn serve(listener: TcpListener, script: Script) -> Seen {
         collation: 255,
         status: 2,
         auth_plugin: plugin.as_bytes().to_vec(),
+        extended: 0,
     };
     let mut payload = BytesMut::new();
     greeting.encode(&mut payload);
@@ -186,6 +187,7 @@ async fn login(script: Script, tls: TlsConfig) -> (Result<(), Error>, Seen) {
         database: None,
         collation: 45,
         extra_capabilities: CapabilityFlags::empty(),
+        extended: 0,
         connect_timeout: T,
         max_prepared: 4,
         tls: Arc::new(Connector::from_config(&tls).unwrap()),

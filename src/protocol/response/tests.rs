@@ -104,6 +104,16 @@ fn ok_and_err_end_the_response() {
 }
 
 #[test]
+fn progress_reports_are_relayed_before_the_response() {
+    // Stage 1 of 2, 50.000%, then the statement's OK.
+    let progress = vec![0xFF, 0xFF, 0xFF, 1, 2, 0x50, 0xC3, 0x00, 0x05, b'c', b'o', b'p', b'y', b'!'];
+    let ok = ok_payload(0, STATUS_AUTOCOMMIT, b"");
+    let (steps, client) = run(Expect::Results, NEW, &[progress.clone(), progress.clone(), ok.clone()]);
+    assert!(matches!(steps[..], [Step::More, Step::More, Step::Done(ref o)] if o.error.is_none()), "{steps:?}");
+    assert_eq!(client, vec![(1, progress.clone()), (2, progress), (3, ok)]);
+}
+
+#[test]
 fn result_sets_are_framed_as_each_client_negotiated() {
     let rows: [&[u8]; 3] = [b"\x011\x01a", b"\xFB\x01b", b"\x013\xFB"];
     let packets = result_set(2, &rows, STATUS_AUTOCOMMIT);

@@ -171,13 +171,19 @@ static MYSQL *reopen(MYSQL *m, const char *host, unsigned port, const char *user
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: %s HOST PORT USER PASSWORD DB\n", argv[0]);
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: %s HOST PORT USER PASSWORD DB [SQL]\n", argv[0]);
     return 2;
   }
   const char *host = argv[1], *user = argv[3], *pw = argv[4], *db = argv[5];
   unsigned port = (unsigned)atoi(argv[2]);
   MYSQL *m = open_conn(host, port, user, pw, db);
+  if (argc == 7) {
+    /* One statement: what libmariadb reports for it (for errors the proxy itself sends). */
+    text(m, "one", argv[6]);
+    mysql_close(m);
+    return 0;
+  }
   step = "connect";
   printf("%s: charset=%s\n", step, mysql_character_set_name(m));
   say_status(m);
