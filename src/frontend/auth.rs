@@ -98,18 +98,24 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
     put_packet(&mut io.out, 0, &payload);
     io.flush(timeout).await.ok()?;
 
-    let (mut seq, mut payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+    let (mut seq, mut payload) =
+        io.read_packet(timeout, HANDSHAKE_LIMIT).await.map_err(|e| super::observe::protocol(shared, peer, &e)).ok()?;
     if let Some(tls) = acceptor.tls().filter(|_| Response::is_ssl_request(&payload)) {
         if let Err(err) = io.start_tls(tls, timeout).await {
             tracing::debug!(error = %err, "client TLS handshake failed");
             return None;
         }
-        (seq, payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+        (seq, payload) = io
+            .read_packet(timeout, HANDSHAKE_LIMIT)
+            .await
+            .map_err(|e| super::observe::protocol(shared, peer, &e))
+            .ok()?;
     }
     let response = match Response::parse(&payload) {
         Ok(r) if !Response::is_ssl_request(&payload) => r,
         _ => {
-            tracing::debug!("malformed or unsupported handshake response");
+            let fault = crate::stats::ProtocolFault::Malformed;
+            super::observe::bad_command(shared, peer, fault, "malformed or unsupported handshake response");
             let err = if payload.len() >= 2 && payload[1] & 0x02 == 0 {
                 ClientError::auth_mode_not_supported()
             } else {

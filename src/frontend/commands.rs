@@ -18,6 +18,7 @@ use crate::protocol::prepare::statement_id;
 use crate::protocol::response::{Expect, CURSOR_EXISTS};
 use crate::protocol::{command, CapabilityFlags};
 use crate::shared::Pins;
+use crate::stats::ProtocolFault;
 
 /// Digests of the commands that carry no SQL: a marker in the high bits and the command byte.
 const COMMAND_DIGEST: u64 = 0xC0DE_0000_0000_0000;
@@ -34,6 +35,7 @@ impl Session {
     /// Runs one client command; `Outcome::Close` ends the session.
     pub(super) async fn dispatch(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
         let Some(&cmd) = payload.first() else {
+            super::observe::bad_command(&self.shared, self.peer, ProtocolFault::Malformed, "empty command packet");
             return self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await;
         };
         let body = &payload[1..];
@@ -125,9 +127,15 @@ impl Session {
                     let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
                     self.kill(seq, KillRequest { query_only: false, id }, config).await
                 }
-                None => self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await,
+                None => {
+                    super::observe::bad_command(&self.shared, self.peer, ProtocolFault::Malformed, "COM_PROCESS_KILL");
+                    self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await
+                }
             },
-            _ => self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await,
+            _ => {
+                super::observe::bad_command(&self.shared, self.peer, ProtocolFault::UnknownCommand, command::name(cmd));
+                self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 mod auth;
 mod binding;
-mod change_user;
+pub mod change_user;
 mod commands;
 mod error;
 mod failover;

@@ -200,12 +200,14 @@ impl Session {
             };
             let (seq, payload) = match read {
                 Ok(packet) => packet,
-                Err(WireError::TooLarge { .. }) => {
+                Err(err @ WireError::TooLarge { .. }) => {
+                    observe::protocol(&self.shared, self.peer, &err);
                     self.reply_error(&ClientError::packet_too_large(), 1, &config).await;
                     return;
                 }
                 Err(WireError::Closed) => return,
                 Err(err) => {
+                    observe::protocol(&self.shared, self.peer, &err);
                     tracing::debug!(error = %err, "client read failed");
                     return;
                 }
