@@ -91,7 +91,7 @@ async fn idle_connections_of_another_pool_make_room() {
 
 #[tokio::test]
 async fn a_connection_left_dirty_is_reset_and_reused_not_closed() {
-    let (proxy, db, _) = setup("poolreset", 1, Duration::from_secs(3)).await;
+    let (proxy, db, primary) = setup("poolreset", 1, Duration::from_secs(3)).await;
     let lock = format!("poolreset_{}", std::process::id());
     let mut dirty = proxy.connect_db(&db).await;
     dirty.query_drop("BEGIN").await.unwrap();
@@ -107,6 +107,9 @@ async fn a_connection_left_dirty_is_reset_and_reused_not_closed() {
         .await,
         "the connection was reset in the background"
     );
+    let backend = [("backend", primary.as_str())];
+    assert_eq!(metric(&proxy, "rwsplit_pool_connections_in_use", &backend), 0, "it is back in its pool");
+    assert_eq!(metric(&proxy, "rwsplit_pool_connections", &backend), 1, "and still open");
 
     let mut next = proxy.connect_db(&db).await;
     let again: u64 = next.query_first("/* rwsplit:primary */ SELECT CONNECTION_ID()").await.unwrap().unwrap();

@@ -520,6 +520,8 @@ impl Pools {
             let _slot = slot;
             match lease.reset(timeout).await {
                 Ok(()) => {
+                    // Back in its pool before it is counted: a reset counted is a reusable connection.
+                    drop(lease);
                     counts.ok.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => {
