@@ -118,7 +118,28 @@ impl ClientError {
     /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
     pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
         match err {
-            backend::Error::CheckoutTimeout { .. } => Self::new(1040, b"08004", format!("Too many connections: {err}")),
+            // 1040 because drivers treat it as "busy, try later"; the text says what was waited
+            // for, since the proxy's client limit is not what ran out.
+            backend::Error::CheckoutTimeout { backend, waited, connecting: false } => Self::new(
+                1040,
+                b"08004",
+                format!(
+                    "rwsplit: waited {} ms for a free connection to backend '{backend}': every connection the \
+                     proxy may open to it (pool.max_connections_per_backend, the user's max_backend_connections) \
+                     is busy with other statements; this is not the client connection limit",
+                    waited.as_millis()
+                ),
+            ),
+            backend::Error::CheckoutTimeout { backend, waited, connecting: true } => Self::new(
+                1040,
+                b"08004",
+                format!(
+                    "rwsplit: waited {} ms for a new connection to backend '{backend}': opening it did not finish \
+                     (the backend is slow to accept logins or does not answer, or its connection cap over all \
+                     users is reached); this is not the client connection limit",
+                    waited.as_millis()
+                ),
+            ),
             _ => Self::backend_unavailable(backend, err),
         }
     }
