@@ -68,6 +68,15 @@ fn classifier(c: &mut Criterion) {
     // Reference costs of a full parse, had the lexer been unsure about these.
     g.bench_function("sqlparser/point_select", |b| b.iter(|| fallback_analyze(black_box(point))));
     g.bench_function("sqlparser/join_20_columns", |b| b.iter(|| fallback_analyze(black_box(JOIN.as_bytes()))));
+    // The worst a client can hand the fallback per cache miss: an IN list at the length bound.
+    let mut at_bound = String::from("WITH a AS (SELECT 1) SELECT * FROM a WHERE x IN (0");
+    while at_bound.len() < rwsplit::classify::MAX_FALLBACK_LEN - 8 {
+        at_bound.push_str(",1");
+    }
+    at_bound.push(')');
+    g.bench_function("sqlparser/in_list_at_length_bound", |b| {
+        b.iter(|| fallback_analyze(black_box(at_bound.as_bytes())))
+    });
     g.finish();
 }
 

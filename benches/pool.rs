@@ -139,6 +139,7 @@ fn pools(c: &mut Criterion) {
     let user = config.user("app").expect("user app");
     let pools = Pools::default();
     let key = || PoolKey {
+        extended: 0,
         backend: index,
         user: user.name.as_str().to_owned(),
         capabilities: 0,

@@ -23,8 +23,8 @@ use rwsplit::protocol::response::{Expect, Framing, Step, Tracker};
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// `SERVER_STATUS_AUTOCOMMIT`.
 const AUTOCOMMIT: u16 = 0x0002;
-const MODERN: Framing = Framing { deprecate_eof: true, session_track: true };
-const LEGACY: Framing = Framing { deprecate_eof: false, session_track: false };
+const MODERN: Framing = Framing { deprecate_eof: true, session_track: true, ps_multi_results: true };
+const LEGACY: Framing = Framing { deprecate_eof: false, session_track: false, ps_multi_results: true };
 
 fn put_lenenc_str(out: &mut BytesMut, s: &[u8]) {
     // Every string here is shorter than 251 bytes: a one-byte length.

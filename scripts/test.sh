@@ -58,6 +58,9 @@ install_missing() {
   /usr/bin/python3 -c 'import pymysql' >/dev/null 2>&1 || pkgs+=(python3-pymysql)
   # C-API client of tests/compat.rs: libmariadb headers and mariadb_config.
   has mariadb_config || pkgs+=(libmariadb-dev)
+  # node-mysql2 client of tests/node_client.rs: Node.js and npm (its packages come from npm's registry).
+  has node || pkgs+=(nodejs)
+  has npm || pkgs+=(npm)
   ((${#pkgs[@]})) || return 0
 
   section "installing ${pkgs[*]}"
@@ -71,6 +74,15 @@ install_missing() {
   done
   as_root apt-get update
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -o DPkg::Lock::Timeout=600 "${pkgs[@]}"
+}
+
+# The node client's locked dependencies (tests/clients/node/package-lock.json), installed when missing or
+# when the lock changed since the last install (a copy of the lock marks the install).
+install_node_client() {
+  local dir=tests/clients/node
+  cmp -s "$dir/package-lock.json" "$dir/node_modules/.installed-lock.json" 2>/dev/null && return 0
+  section "installing the node client's packages (npm ci in $dir)"
+  (cd "$dir" && npm ci --no-audit --no-fund && cp package-lock.json node_modules/.installed-lock.json)
 }
 
 ensure_cargo() {
@@ -102,6 +114,7 @@ cleanup() {
 main() {
   section "checking prerequisites"
   install_missing
+  install_node_client
   ensure_cargo
   cargo --version
 

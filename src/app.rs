@@ -256,7 +256,13 @@ async fn learn_primary(shared: Arc<Shared>) {
     };
     match tokio::time::timeout(timeout + Duration::from_millis(100), greeting).await {
         Ok(Some(g)) => {
-            let info = ServerInfo { version: g.server_version, capabilities: g.capabilities, collation: g.collation };
+            let info = ServerInfo {
+                version: g.server_version,
+                capabilities: g.capabilities,
+                collation: g.collation,
+                status: g.status,
+                extended: g.extended,
+            };
             shared.primary_info.store(Some(Arc::new(info)));
         }
         _ => {

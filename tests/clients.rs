@@ -158,7 +158,11 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Starts a proxy, gives the client program a fresh database and runs `command(proxy port, db,
 /// primary port)` on a blocking thread; returns what it printed.
 async fn run_against_proxy(prefix: &str, what: &'static str, command: impl FnOnce(u16, &str, u16) -> Command) -> Run {
-    let proxy = TestProxy::start(Cluster::shared().await).await;
+    let cluster = Cluster::shared().await;
+    // The clients check that a plain read runs on a replica: none may still be catching up on
+    // what earlier tests wrote (a lagging replica leaves rotation).
+    cluster.wait_replicas().await;
+    let proxy = TestProxy::start(cluster).await;
     let db = fresh_db(&proxy.cluster, prefix).await;
     let cmd = command(proxy.port(), &db, proxy.cluster.primary);
     let run = blocking(move || run(cmd, what)).await;

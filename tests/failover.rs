@@ -350,7 +350,7 @@ async fn no_primary() {
     let err = conn.query_drop("INSERT INTO t VALUES (3)").await.unwrap_err();
     let waited = started.elapsed();
     let (code, _, message) = server_error(&err);
-    assert_eq!(code, 2003, "{message}");
+    assert_eq!(code, 1429, "{message}");
     assert!(message.contains("no primary"), "{message}");
     assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "held for {waited:?}");
 

@@ -17,6 +17,15 @@ async fn scrape(proxy: &TestProxy) -> Vec<Sample> {
     parse_prometheus(&body).unwrap_or_else(|err| panic!("/metrics is not valid Prometheus text: {err}"))
 }
 
+/// The id `/metrics` uses for the digest whose normalized text is `text`, from `GET /digests`.
+async fn digest_id(proxy: &TestProxy, text: &str) -> String {
+    let (status, body) = http(proxy.handle.http_addr(), "GET", "/digests").await;
+    assert_eq!(status, 200, "{body}");
+    let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let row = rows.as_array().expect("a JSON array").iter().find(|r| r["text"] == text);
+    row.unwrap_or_else(|| panic!("no digest with text {text:?} in {body}"))["digest"].as_str().unwrap().to_owned()
+}
+
 fn names(samples: &[Sample]) -> BTreeSet<String> {
     samples.iter().map(|s| s.name.clone()).collect()
 }
@@ -49,7 +58,6 @@ const EXPECTED: &[&str] = &[
     "rwsplit_digest_errors_total",
     "rwsplit_digest_rows_total",
     "rwsplit_digest_duration_seconds_bucket",
-    "rwsplit_digest_info",
     "rwsplit_draining",
 ];
 
@@ -116,10 +124,7 @@ async fn metrics_parse_and_follow_the_traffic() {
         s.name == "rwsplit_backend_up" && s.labels.get("role").map(String::as_str) == Some("primary") && s.value == 1.0
     });
     assert!(primary_up, "the primary is up with role primary");
-    let select_digest = samples
-        .iter()
-        .find(|s| s.name == "rwsplit_digest_info" && s.labels.get("text").is_some_and(|t| t == "SELECT id, v FROM t"));
-    let digest = select_digest.expect("the SELECT has a digest_info series").labels["digest"].clone();
+    let digest = digest_id(&proxy, "SELECT id, v FROM t").await;
     assert_eq!(sum(&samples, "rwsplit_digest_queries_total", &[("digest", &digest)]), 20.0);
     assert_eq!(sum(&samples, "rwsplit_digest_rows_total", &[("digest", &digest)]), 200.0);
     assert_eq!(sum(&samples, "rwsplit_client_connections", &[]), 0.0, "the client disconnected");
@@ -154,10 +159,10 @@ async fn digest_statistics_stay_bounded_end_to_end() {
         }
     }
     let samples = scrape(&proxy).await;
-    let infos: Vec<_> = samples.iter().filter(|s| s.name == "rwsplit_digest_info").collect();
-    assert!(infos.len() <= 50, "{} digest series", infos.len());
-    let hot = infos.iter().find(|s| s.labels["text"] == "SELECT ? AS hot").expect("the frequent digest is kept");
-    assert_eq!(sum(&samples, "rwsplit_digest_queries_total", &[("digest", &hot.labels["digest"])]), 200.0);
+    let series = samples.iter().filter(|s| s.name == "rwsplit_digest_queries_total").count();
+    assert!(series <= 50, "{series} digest series");
+    let hot = digest_id(&proxy, "SELECT ? AS hot").await;
+    assert_eq!(sum(&samples, "rwsplit_digest_queries_total", &[("digest", &hot)]), 200.0);
     let kept = proxy.handle.metrics().digests.len();
     assert!(kept <= 50, "{kept} digests kept");
 }
@@ -234,4 +239,55 @@ async fn http_endpoint_answers_health_and_rejects_bad_requests() {
     let (status, body) = http(addr, "POST", "/reload").await;
     assert_eq!(status, 422, "no config file to reload: {body}");
     assert!(body.contains("no config file"), "{body}");
+}
+
+/// `/metrics` carries digest ids only: no series has statement text in a label (client input),
+/// and the text is on `GET /digests`, which needs the HTTP token when one is set.
+#[tokio::test]
+async fn digest_text_stays_off_metrics_and_needs_the_token() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.admin.http_token = "digest-token".into();
+    let proxy = TestProxy::start_with(cluster, config).await;
+    let mut conn = proxy.connect().await;
+    conn.query_drop("SELECT 'secret-literal' AS digest_probe_column").await.unwrap();
+    conn.disconnect().await.unwrap();
+    let samples = scrape(&proxy).await;
+    let digest_series: Vec<_> = samples.iter().filter(|s| s.name.starts_with("rwsplit_digest_")).collect();
+    assert!(!digest_series.is_empty(), "the digest families are exported");
+    for s in &digest_series {
+        let keys: Vec<&str> = s.labels.keys().map(String::as_str).filter(|k| *k != "le").collect();
+        assert_eq!(keys, ["digest"], "{} has labels {:?}", s.name, s.labels);
+        let id = &s.labels["digest"];
+        assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "digest label {id:?} is not an id");
+    }
+    let (_, body) = http(proxy.handle.http_addr(), "GET", "/metrics").await;
+    assert!(!body.contains("digest_probe_column"), "statement text leaked into /metrics");
+
+    let addr = proxy.handle.http_addr();
+    let get = |token: Option<&'static str>| async move {
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let raw = format!("GET /digests HTTP/1.1\r\nHost: rwsplit\r\n{auth}Connection: close\r\n\r\n");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, raw.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let read = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut out);
+        tokio::time::timeout(Duration::from_secs(30), read).await.unwrap().unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert!(get(None).await.starts_with("HTTP/1.1 401"), "no token, no statement text");
+    assert!(get(Some("wrong")).await.starts_with("HTTP/1.1 401"));
+    let ok = get(Some("digest-token")).await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let body = ok.split_once("\r\n\r\n").unwrap().1;
+    let rows: serde_json::Value = serde_json::from_str(body).unwrap();
+    let row = rows.as_array().unwrap().iter().find(|r| r["text"] == "SELECT ? AS digest_probe_column");
+    let row = row.unwrap_or_else(|| panic!("the statement's digest in {body}"));
+    assert_eq!(row["count"], 1);
+    let id = row["digest"].as_str().unwrap();
+    assert_eq!(
+        sum(&samples, "rwsplit_digest_queries_total", &[("digest", id)]),
+        1.0,
+        "the JSON id is the metric label"
+    );
 }

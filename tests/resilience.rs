@@ -1,7 +1,7 @@
 //! A frozen replica (`kill -STOP`) on the real cluster, under a load of reads and writes through
 //! the proxy: reads waiting on it are given up once the monitor marks it down (and retried on the
 //! other replica), so no client stays stuck for the length of the freeze; and a read pinned to a
-//! frozen replica by a hint fails after `pool.replica_read_timeout` with ERR 2013.
+//! frozen replica by a hint fails after `pool.replica_read_timeout` with ERR 1158 (08S01).
 //!
 //! Its own test binary, so no other binary's tests run while a replica is frozen; within it the
 //! tests take `faults::SERIAL`. A guard sends SIGCONT however a test ends, and the cleanup waits
@@ -190,7 +190,7 @@ async fn stall_bound() {
     let waited = started.elapsed();
     let (code, _, message) = server_error(&err);
     eprintln!("hinted read on the frozen replica failed after {waited:?}: {code} {message}");
-    assert_eq!(code, 2013, "{message}");
+    assert_eq!(code, 1158, "ER_NET_READ_ERROR, a lost connection to drivers: {message}");
     assert!(message.contains("replica_read_timeout"), "the error names the bound: {message}");
     assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "failed after {waited:?}");
     // The session goes on: the next statement runs elsewhere.

@@ -160,6 +160,7 @@ async fn raw_sha2_login(port: u16, user: &str, password: &str) -> (Vec<Step>, Re
         auth_response: scramble_sha2(&greeting.scramble, password.as_bytes()),
         database: None,
         auth_plugin: Some(b"caching_sha2_password".to_vec()),
+        extended: 0,
     };
     let mut out = BytesMut::new();
     let mut payload = BytesMut::new();

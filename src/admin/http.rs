@@ -1,6 +1,7 @@
 //! The HTTP endpoint (hyper 1, HTTP/1.1): `GET /metrics` (Prometheus text), `GET /live`,
-//! `GET /ready` (503 while draining or while no primary is known), `GET /backends` (JSON) and
-//! `POST /reload`. Unknown paths get 404, a known path with another method 405 with `Allow`.
+//! `GET /ready` (503 while draining or while no primary is known), `GET /backends` (JSON),
+//! `GET /digests` (JSON: the top statement digests with their normalized text) and `POST /reload`.
+//! `/backends`, `/digests` and `/reload` need `admin.http_token` when one is set. Unknown paths get 404, a known path with another method 405 with `Allow`.
 //!
 //! One task per connection; header reads, the whole connection and a reload each have a limit.
 //! The endpoint keeps serving during a graceful drain, so readiness can report it.
@@ -98,9 +99,14 @@ fn is_authorized(ctx: &Context, req: &Request<Incoming>) -> bool {
 /// Answers one request.
 pub async fn handle(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
     let allowed = match req.uri().path() {
-        "/metrics" | "/live" | "/ready" | "/backends" => Method::GET,
+        "/metrics" | "/live" | "/ready" | "/backends" | "/digests" => Method::GET,
         "/reload" => Method::POST,
-        _ => return text(StatusCode::NOT_FOUND, "not found; try /metrics, /live, /ready, /backends, POST /reload\n"),
+        _ => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /live, /ready, /backends, /digests, POST /reload\n",
+            )
+        }
     };
     let method = req.method();
     if *method != allowed && !(allowed == Method::GET && *method == Method::HEAD) {
@@ -109,7 +115,8 @@ pub async fn handle(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
         response.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
         return response;
     }
-    let control = matches!(req.uri().path(), "/reload" | "/backends");
+    // `/digests` carries statement text (client input): like the admin port, not for anyone.
+    let control = matches!(req.uri().path(), "/reload" | "/backends" | "/digests");
     if control && !is_authorized(ctx, &req) {
         let mut response =
             text(StatusCode::UNAUTHORIZED, "this endpoint needs Authorization: Bearer <admin.http_token>\n");
@@ -124,8 +131,28 @@ pub async fn handle(ctx: &Context, req: Request<Incoming>) -> Response<Body> {
             Ok(value) => json(StatusCode::OK, &value),
             Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("{err}\n")),
         },
+        "/digests" => json(StatusCode::OK, &digests(ctx)),
         _ => reload(ctx).await,
     }
+}
+
+/// The digest store as JSON, most frequent first: the ids `/metrics` labels series with, and the
+/// normalized text (at most `stats::TEXT_LIMIT` bytes) those ids stand for.
+fn digests(ctx: &Context) -> serde_json::Value {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let rows = ctx.shared.ops.metrics.digests.top(usize::MAX).into_iter().map(|d| {
+        serde_json::json!({
+            "digest": d.id(),
+            "count": d.count,
+            "errors": d.errors,
+            "rows": d.rows,
+            "mean_ms": ms(d.mean()),
+            "p50_ms": ms(d.quantile(0.5)),
+            "p99_ms": ms(d.quantile(0.99)),
+            "text": &*d.text,
+        })
+    });
+    serde_json::Value::Array(rows.collect())
 }
 
 fn metrics(ctx: &Context) -> Response<Body> {

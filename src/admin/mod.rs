@@ -17,7 +17,7 @@ mod command;
 mod control;
 mod deadline;
 mod explain;
-mod guard;
+pub mod guard;
 mod http;
 mod mysql;
 mod show;

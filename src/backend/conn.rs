@@ -22,6 +22,11 @@ use crate::protocol::{CapabilityFlags, MAX_FRAME_PAYLOAD};
 const SESSION_TRACKING: &[u8] =
     b"SET session_track_schema=ON, session_track_state_change=ON, session_track_system_variables='*'";
 
+/// The variables the handshake collation sets (not the server's global defaults), read once per
+/// new connection: the values a session that never changed them expects.
+const HANDSHAKE_VARIABLES: [&[u8]; 4] =
+    [b"character_set_client", b"character_set_connection", b"character_set_results", b"collation_connection"];
+
 /// Largest response packet accepted during login and setup.
 const LOGIN_PACKET_LIMIT: usize = 1 << 20;
 
@@ -42,6 +47,9 @@ pub struct ConnectParams<'a> {
     pub collation: u8,
     /// Result-changing client flags to carry (`FOUND_ROWS`, `MULTI_STATEMENTS`, ...).
     pub extra_capabilities: CapabilityFlags,
+    /// MariaDB extended capabilities the client negotiated (what the server also offers is asked
+    /// for).
+    pub extended: u32,
     /// Limit for TCP connect plus login.
     pub connect_timeout: Duration,
     /// Prepared statements kept open on the connection at most.
@@ -59,6 +67,10 @@ pub struct ServerInfo {
     pub capabilities: CapabilityFlags,
     /// Default collation id.
     pub collation: u8,
+    /// Status flags of the greeting (`SERVER_STATUS_AUTOCOMMIT` follows the global `autocommit`).
+    pub status: u16,
+    /// MariaDB extended capabilities of the greeting (`protocol::handshake::extended`).
+    pub extended: u32,
 }
 
 /// An authenticated backend connection.
@@ -104,7 +116,13 @@ impl Conn {
             reader: FrameReader::new(),
             out: BytesMut::with_capacity(16 * 1024),
             thread_id: 0,
-            info: ServerInfo { version: Vec::new(), capabilities: CapabilityFlags::empty(), collation: 0 },
+            info: ServerInfo {
+                version: Vec::new(),
+                capabilities: CapabilityFlags::empty(),
+                collation: 0,
+                status: 0,
+                extended: 0,
+            },
             state: State { schema: params.database.map(bytes::Bytes::copy_from_slice), ..State::default() },
             broken: false,
             generation: 0,
@@ -133,11 +151,76 @@ impl Conn {
             version: greeting.server_version.clone(),
             capabilities: greeting.capabilities,
             collation: greeting.collation,
+            status: greeting.status,
+            extended: greeting.extended,
         };
         let mut io = login::Io { stream: &mut conn.stream, reader: &mut conn.reader, out: &mut conn.out, timeout };
         login::login(&mut io, seq, &greeting, params).await?;
         conn.simple_command(crate::protocol::command::QUERY, SESSION_TRACKING, timeout).await?;
+        conn.state.baseline = conn.handshake_values(timeout).await?;
         Ok(conn)
+    }
+
+    /// True when the server already ended this connection while no command was outstanding:
+    /// it closed it, or (plain TCP) sent something nobody asked for, such as an error before
+    /// closing. Never waits and consumes nothing (a peek). Over TLS only a closed socket counts:
+    /// unread bytes may be a TLS record the server may send at any time (a session ticket).
+    pub fn is_closed_by_server(&self) -> bool {
+        if !self.reader.is_empty() {
+            return true;
+        }
+        let (tcp, any_byte_counts) = match &self.stream {
+            crate::protocol::stream::Stream::Plain(tcp) => (tcp, true),
+            crate::protocol::stream::Stream::Tls(tls) => (tls.get_ref().0, false),
+            crate::protocol::stream::Stream::Detached => return true,
+        };
+        let mut byte = [0u8; 1];
+        let mut buf = tokio::io::ReadBuf::new(&mut byte);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match tcp.poll_peek(&mut cx, &mut buf) {
+            std::task::Poll::Pending => false,
+            std::task::Poll::Ready(Ok(0)) => true,
+            std::task::Poll::Ready(Ok(_)) => any_byte_counts,
+            std::task::Poll::Ready(Err(_)) => true,
+        }
+    }
+
+    /// Reads the values of [`HANDSHAKE_VARIABLES`] (one text-protocol `SELECT`).
+    async fn handshake_values(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<std::collections::BTreeMap<Box<[u8]>, Box<[u8]>>, Error> {
+        let mut sql = b"\x03SELECT ".to_vec();
+        for (i, name) in HANDSHAKE_VARIABLES.iter().enumerate() {
+            sql.extend_from_slice(if i == 0 { b"@@" } else { b", @@" });
+            sql.extend_from_slice(name);
+        }
+        self.send(&sql, timeout).await?;
+        let malformed = || crate::protocol::Error::malformed("handshake variables");
+        // Column count, the definitions, one row, the terminator (an OK under DEPRECATE_EOF).
+        let mut packets = Vec::with_capacity(HANDSHAKE_VARIABLES.len() + 3);
+        while packets.len() < HANDSHAKE_VARIABLES.len() + 3 {
+            let (_, packet) = self.reader.packet(&mut self.stream, timeout, LOGIN_PACKET_LIMIT).await?;
+            if packet.first() == Some(&ERR_HEADER) {
+                return Err(refused(&packet));
+            }
+            packets.push(packet);
+        }
+        if packets.last().and_then(|p| p.first()) != Some(&okerr::EOF_HEADER) {
+            return Err(malformed().into());
+        }
+        let row = packets.get(HANDSHAKE_VARIABLES.len() + 1).ok_or_else(malformed)?;
+        let mut reader = crate::protocol::wire::Reader::new(row, "handshake variables");
+        let mut values = std::collections::BTreeMap::new();
+        for name in HANDSHAKE_VARIABLES {
+            if reader.remaining().first() == Some(&0xFB) {
+                reader.u8()?;
+                values.insert(name.into(), b"NULL"[..].into());
+            } else {
+                values.insert(name.into(), reader.lenenc_bytes()?.into());
+            }
+        }
+        Ok(values)
     }
 
     /// `COM_RESET_CONNECTION`, then the session-tracking setup again: the connection is as new
@@ -146,7 +229,8 @@ impl Conn {
     pub async fn reset(&mut self, timeout: Duration) -> Result<(), Error> {
         self.simple_command(crate::protocol::command::RESET_CONNECTION, &[], timeout).await?;
         self.stmts.clear();
-        self.state = State { schema: self.state.schema.clone(), ..State::default() };
+        let baseline = std::mem::take(&mut self.state.baseline);
+        self.state = State { schema: self.state.schema.clone(), baseline, ..State::default() };
         self.simple_command(crate::protocol::command::QUERY, SESSION_TRACKING, timeout).await
     }
 
@@ -247,6 +331,11 @@ impl Conn {
                 Some(&OK_HEADER) => {
                     let ok = okerr::Ok::parse(&reply)?;
                     self.state.apply(Some(ok.session_state).filter(|s| !s.is_empty()), 0);
+                    if is_set {
+                        // Variables the target does not have were reset to what a new
+                        // connection has: as good as never set.
+                        self.state.vars.retain(|name, _| target.vars.contains_key(name));
+                    }
                     if is_set && need_insert_id {
                         self.state.last_insert_id = target.last_insert_id;
                     }

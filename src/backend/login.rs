@@ -96,6 +96,8 @@ pub(super) async fn login(
         auth_response: exchange.first_answer(),
         database: params.database.map(<[u8]>::to_vec),
         auth_plugin: Some(exchange.plugin.clone()),
+        // Only a MariaDB greeting (without CLIENT_MYSQL) carries extended capabilities.
+        extended: params.extended & greeting.extended,
     };
     let mut buf = BytesMut::new();
     response.encode(&mut buf);

@@ -35,6 +35,9 @@ pub struct PoolKey {
     pub user: String,
     /// Result-changing client flags (`FOUND_ROWS`, `MULTI_STATEMENTS`, ...).
     pub capabilities: u32,
+    /// MariaDB extended capabilities the clients negotiated (they change column definitions and
+    /// allow bulk execute, so connections with different ones are never shared).
+    pub extended: u32,
     /// Handshake collation.
     pub collation: u8,
     /// Whether sessions using it have a schema selected (a schema cannot be unselected, so
@@ -50,6 +53,7 @@ pub struct Manager {
     user: String,
     password: String,
     capabilities: CapabilityFlags,
+    extended: u32,
     collation: u8,
     with_schema: bool,
     connect_timeout: Duration,
@@ -126,6 +130,7 @@ impl bb8::ManageConnection for Manager {
             database: None,
             collation: self.collation,
             extra_capabilities: self.capabilities,
+            extended: self.extended,
             connect_timeout: self.connect_timeout,
             max_prepared: self.max_prepared,
             tls: self.tls.load_full(),
@@ -435,6 +440,7 @@ impl Pools {
             user: user.backend_user().to_owned(),
             password: user.backend_password().unwrap_or_default().to_owned(),
             capabilities: CapabilityFlags::from_bits_truncate(key.capabilities),
+            extended: key.extended,
             collation: key.collation,
             with_schema: key.with_schema,
             connect_timeout: config.connect_timeout,

@@ -36,6 +36,10 @@ pub struct State {
     pub last_insert_id: u64,
     /// GTID of the session's last write (MariaDB `last_gtid`), if reported.
     pub last_gtid: Option<Bytes>,
+    /// Backend connections only: values a new connection starts with that come from the
+    /// handshake, not from the server's global defaults (its character set variables). A
+    /// variable the target does not have is reset to this value rather than to `DEFAULT`.
+    pub baseline: BTreeMap<Box<[u8]>, Box<[u8]>>,
 }
 
 /// What one response's session-state information changed.
@@ -97,8 +101,8 @@ impl State {
     }
 
     /// The `SET` statement (a complete `COM_QUERY` payload) that brings `self`'s variables to
-    /// `target`'s, or `None` when they already match. Variables only `self` has are reset with
-    /// `DEFAULT`.
+    /// `target`'s, or `None` when they already match. Variables only `self` has are reset to
+    /// their [`State::baseline`] value, others with `DEFAULT`.
     pub fn variables_sync(&self, target: &State, need_insert_id: bool) -> Option<Bytes> {
         let mut sql = BytesMut::new();
         let mut add = |name: &[u8], value: Option<&[u8]>| {
@@ -117,7 +121,7 @@ impl State {
         }
         for name in self.vars.keys() {
             if !target.vars.contains_key(name) {
-                add(name, None);
+                add(name, self.baseline.get(name).map(|v| &v[..]));
             }
         }
         if need_insert_id && self.last_insert_id != target.last_insert_id {
@@ -204,5 +208,18 @@ mod tests {
         assert!(conn.variables_sync(&conn.clone(), true).is_none());
         assert!(!conn.matches(&session, false));
         assert!(conn.matches(&conn.clone(), true));
+    }
+
+    #[test]
+    fn handshake_variables_are_reset_to_the_handshake_value() {
+        let mut conn = State::default();
+        conn.baseline.insert(b"character_set_client"[..].into(), b"utf8mb4"[..].into());
+        conn.apply(Some(&var("character_set_client", "latin1")), 0);
+        conn.apply(Some(&var("time_zone", "+01:00")), 0);
+        let sql = conn.variables_sync(&State::default(), false).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&sql[1..]).unwrap(),
+            "SET SESSION character_set_client = 'utf8mb4', time_zone = DEFAULT"
+        );
     }
 }

@@ -12,8 +12,15 @@ use sqlparser::parser::Parser;
 use super::kind::{Flags, Kind};
 
 /// Statements longer than this are not handed to sqlparser (they go to the primary): parsing
-/// cost grows with length and the client controls the length.
-pub const MAX_FALLBACK_LEN: usize = 64 * 1024;
+/// runs inline on a worker thread, its cost grows with length, and the client controls the
+/// length. The statements the lexer is unsure of are short OLTP shapes; 8 KiB keeps a
+/// cache-missing parse to about a millisecond in a release build (benches/classify.rs).
+pub const MAX_FALLBACK_LEN: usize = 8 * 1024;
+
+/// Deepest bracket nesting handed to sqlparser: recursive descent pays per level, and nesting is
+/// the cheapest way to make a short statement expensive. Counted without regard to quotes, so a
+/// string full of brackets goes to the primary too (safe by default).
+pub const MAX_FALLBACK_DEPTH: usize = 24;
 
 /// What the fallback concluded; cached per digest by [`super::Classifier`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +39,7 @@ pub enum Verdict {
 
 /// Parses `sql` (lossy UTF-8) and maps the result to a [`Verdict`].
 pub fn analyze(sql: &[u8]) -> Verdict {
-    if sql.len() > MAX_FALLBACK_LEN {
+    if sql.len() > MAX_FALLBACK_LEN || nesting(sql) > MAX_FALLBACK_DEPTH {
         return Verdict::Failed;
     }
     let text = String::from_utf8_lossy(sql);
@@ -46,6 +53,22 @@ pub fn analyze(sql: &[u8]) -> Verdict {
         },
         _ => Verdict::Failed,
     }
+}
+
+/// Deepest `(`/`[`/`{` nesting of `sql`, counting every bracket byte.
+fn nesting(sql: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for &b in sql {
+        match b {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn map(statement: &Statement) -> Verdict {
@@ -81,5 +104,55 @@ fn body_is_read(body: &SetExpr, flags: &mut Flags) -> bool {
         SetExpr::SetOperation { left, right, .. } => body_is_read(left, flags) && body_is_read(right, flags),
         SetExpr::Values(_) | SetExpr::Table(_) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNSURE_READ: &str = "WITH a AS (SELECT 1) SELECT * FROM a";
+
+    #[test]
+    fn statements_within_the_bounds_are_parsed() {
+        assert!(matches!(analyze(UNSURE_READ.as_bytes()), Verdict::Parsed { kind: Kind::Select, .. }));
+        let nested = format!("SELECT {}1{}", "(".repeat(MAX_FALLBACK_DEPTH), ")".repeat(MAX_FALLBACK_DEPTH));
+        assert!(matches!(analyze(nested.as_bytes()), Verdict::Parsed { kind: Kind::Select, .. }));
+        let mut long = String::from("SELECT 1 FROM t WHERE a IN (0");
+        while long.len() < MAX_FALLBACK_LEN - 8 {
+            long.push_str(",1");
+        }
+        long.push(')');
+        assert!(long.len() <= MAX_FALLBACK_LEN);
+        assert!(matches!(analyze(long.as_bytes()), Verdict::Parsed { kind: Kind::Select, .. }));
+    }
+
+    #[test]
+    fn statements_past_the_bounds_are_not_parsed() {
+        let mut long = String::from("SELECT 1 FROM t WHERE a IN (0");
+        while long.len() <= MAX_FALLBACK_LEN {
+            long.push_str(",1");
+        }
+        long.push(')');
+        assert_eq!(analyze(long.as_bytes()), Verdict::Failed, "over the length bound");
+        let deep = MAX_FALLBACK_DEPTH + 1;
+        let nested = format!("SELECT {}1{}", "(".repeat(deep), ")".repeat(deep));
+        assert_eq!(analyze(nested.as_bytes()), Verdict::Failed, "over the nesting bound");
+        // Unbalanced closers do not hide depth.
+        let sneaky = format!("SELECT ){}1", "(".repeat(deep));
+        assert_eq!(nesting(sneaky.as_bytes()), deep);
+    }
+
+    #[test]
+    fn unparsed_statements_stay_on_the_primary() {
+        let classifier = crate::classify::Classifier::new(16);
+        let deep = MAX_FALLBACK_DEPTH + 1;
+        // An unknown leading keyword makes the lexer unsure: the fallback is asked and, past the
+        // bound, declines without parsing; the statement stays Unknown, which routes to the primary.
+        let sql = format!("FOO {}1{}", "(".repeat(deep), ")".repeat(deep));
+        let c = classifier.classify(sql.as_bytes());
+        assert_eq!(c.kind, Kind::Unknown);
+        assert!(!c.is_read_only(), "unclassified goes to the primary: {c:?}");
+        assert_eq!(classifier.cache().len(), 1, "the refusal is cached like a verdict");
     }
 }

@@ -176,7 +176,7 @@ pub struct PoolConfig {
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
     /// How long a read sent to a replica may wait for the replica's next response packet before
-    /// the proxy gives up on that connection (the client gets ERR 2013, the connection is closed,
+    /// the proxy gives up on that connection (the client gets ERR 1158 (08S01), the connection is closed,
     /// not pooled). A replica the monitor marks down meanwhile is given up at once (a read that sent
     /// nothing to the client yet is retried on another replica). Bounded by `query_timeout`. Must be
     /// > 0. Default `"30s"`. Reloadable.

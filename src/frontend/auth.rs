@@ -16,7 +16,7 @@ use super::verify::{self, Attempt, FirstAnswer, Verdict};
 use super::{ClientError, ConnId, Front};
 use crate::config::UserConfig;
 use crate::protocol::auth::{new_scramble, NATIVE_PASSWORD};
-use crate::protocol::handshake::{proxy_capabilities, Greeting, Response};
+use crate::protocol::handshake::{extended, proxy_capabilities, Greeting, Response};
 use crate::protocol::okerr::STATUS_AUTOCOMMIT;
 use crate::protocol::packet::put_packet;
 use crate::protocol::CapabilityFlags;
@@ -34,6 +34,9 @@ pub struct Login {
     pub user: UserConfig,
     /// Capabilities in effect (client's request ∩ what the proxy offered).
     pub capabilities: CapabilityFlags,
+    /// MariaDB extended capabilities in effect (client's ∩ offered; see
+    /// `protocol::handshake::extended`). Backend connections negotiate the same.
+    pub extended: u32,
     /// Collation the client asked for.
     pub collation: u8,
     /// Schema the client named, or the user's default schema.
@@ -80,26 +83,39 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         scramble: scramble.to_vec(),
         capabilities: offered,
         collation: primary.as_ref().map_or(45, |info| info.collation),
-        status: STATUS_AUTOCOMMIT,
+        status: initial_status(primary.as_deref()),
         auth_plugin: NATIVE_PASSWORD.as_bytes().to_vec(),
+        // What the primary offers of what the proxy relays; a MariaDB greeting (no CLIENT_MYSQL)
+        // carries them, as the primary's does.
+        extended: match &primary {
+            Some(info) if !offered.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) => info.extended & extended::RELAYED,
+            _ => 0,
+        },
     };
+    let offered_extended = greeting.extended;
     let mut payload = BytesMut::new();
     greeting.encode(&mut payload);
     put_packet(&mut io.out, 0, &payload);
     io.flush(timeout).await.ok()?;
 
-    let (mut seq, mut payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+    let (mut seq, mut payload) =
+        io.read_packet(timeout, HANDSHAKE_LIMIT).await.map_err(|e| super::observe::protocol(shared, peer, &e)).ok()?;
     if let Some(tls) = acceptor.tls().filter(|_| Response::is_ssl_request(&payload)) {
         if let Err(err) = io.start_tls(tls, timeout).await {
             tracing::debug!(error = %err, "client TLS handshake failed");
             return None;
         }
-        (seq, payload) = io.read_packet(timeout, HANDSHAKE_LIMIT).await.ok()?;
+        (seq, payload) = io
+            .read_packet(timeout, HANDSHAKE_LIMIT)
+            .await
+            .map_err(|e| super::observe::protocol(shared, peer, &e))
+            .ok()?;
     }
     let response = match Response::parse(&payload) {
         Ok(r) if !Response::is_ssl_request(&payload) => r,
         _ => {
-            tracing::debug!("malformed or unsupported handshake response");
+            let fault = crate::stats::ProtocolFault::Malformed;
+            super::observe::bad_command(shared, peer, fault, "malformed or unsupported handshake response");
             let err = if payload.len() >= 2 && payload[1] & 0x02 == 0 {
                 ClientError::auth_mode_not_supported()
             } else {
@@ -119,6 +135,10 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
         return refuse(io, ClientError::host_blocked(&peer.ip().to_string()), seq, timeout).await;
     }
 
+    // The server refuses these before authentication, whatever the password.
+    if let Some(charset) = unusable_client_charset(response.collation) {
+        return refuse(io, ClientError::bad_client_charset(charset), seq, timeout).await;
+    }
     let user = config.users.iter().find(|u| u.name.as_str().as_bytes() == response.user.as_slice());
     // A client without CLIENT_PLUGIN_AUTH answered for the plugin of the greeting.
     let client_plugin = response.auth_plugin.as_deref().unwrap_or(NATIVE_PASSWORD.as_bytes());
@@ -148,11 +168,30 @@ async fn connection_phase(io: &mut ClientIo, shared: &Arc<Front>, id: ConnId, pe
     Some(Login {
         user: user.clone(),
         capabilities: response.capabilities & offered,
+        extended: response.extended & offered_extended,
         collation: response.collation,
         database,
         last_seq,
         scramble,
     })
+}
+
+/// The status flags of a new session: `SERVER_STATUS_AUTOCOMMIT` as the primary's greeting
+/// reported it (its global `autocommit`), on when the primary was not reached yet.
+pub(super) fn initial_status(primary: Option<&crate::backend::ServerInfo>) -> u16 {
+    primary.map_or(STATUS_AUTOCOMMIT, |info| info.status & STATUS_AUTOCOMMIT)
+}
+
+/// The character set of a handshake collation id that cannot be a client character set (more
+/// than one byte for every character: ucs2, utf16, utf16le, utf32), as the server names it.
+fn unusable_client_charset(collation: u8) -> Option<&'static str> {
+    match collation {
+        35 | 90 | 128..=151 | 159 => Some("ucs2"),
+        54 | 55 | 101..=124 => Some("utf16"),
+        56 | 62 => Some("utf16le"),
+        60 | 61 | 160..=183 => Some("utf32"),
+        _ => None,
+    }
 }
 
 /// Sends `err` after the client's packet `seq` (best effort) and ends the connection phase.

@@ -17,16 +17,23 @@ use crate::protocol::wire::Reader;
 use crate::protocol::CapabilityFlags;
 
 /// The parts of a `COM_CHANGE_USER` the proxy uses.
-struct Request {
-    user: Vec<u8>,
-    /// Auth response computed with the greeting's challenge, and the plugin it is for.
-    auth: Vec<u8>,
-    plugin: Vec<u8>,
-    database: Option<Vec<u8>>,
-    collation: Option<u8>,
+#[derive(Debug)]
+pub struct Request {
+    /// User name.
+    pub user: Vec<u8>,
+    /// Auth response computed with the greeting's challenge.
+    pub auth: Vec<u8>,
+    /// The plugin `auth` is for (empty when the client named none).
+    pub plugin: Vec<u8>,
+    /// Schema to start in.
+    pub database: Option<Vec<u8>>,
+    /// Collation id.
+    pub collation: Option<u8>,
 }
 
-fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
+/// Parses a `COM_CHANGE_USER` body (command byte removed) sent with capabilities `caps`; `None`
+/// when it is malformed. Public for the fuzz targets.
+pub fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
     let mut r = Reader::new(body, "COM_CHANGE_USER");
     let user = r.null_terminated().ok()?.to_vec();
     let auth = if caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
@@ -48,6 +55,8 @@ fn parse(body: &[u8], caps: CapabilityFlags) -> Option<Request> {
 impl Session {
     pub(super) async fn change_user(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
         let Some(request) = parse(body, self.login.capabilities) else {
+            let fault = crate::stats::ProtocolFault::Malformed;
+            super::observe::bad_command(&self.shared, self.peer, fault, "COM_CHANGE_USER");
             let _ = self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await;
             return Outcome::Close;
         };
@@ -112,6 +121,7 @@ impl Session {
                 return Outcome::Close;
             }
         }
-        self.reply_ok(answer_seq, config).await
+        self.put_session_ok(answer_seq.wrapping_add(1));
+        self.flush_or_close(config).await
     }
 }

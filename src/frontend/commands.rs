@@ -4,19 +4,21 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::kill::{self, KillRequest};
+use super::kill::{self, KillRequest, Plan};
 use super::query::{Exec, Outcome, Work};
 use super::session::Session;
 use super::ClientError;
 use crate::backend::{ConnectParams, State};
 use crate::classify::{Classified, Flags, Kind};
 use crate::config::Config;
-use crate::protocol::okerr::{self, encode_ok, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
+use crate::protocol::handshake::extended;
+use crate::protocol::okerr::{self, encode_ok, STATUS_IN_TRANS};
 use crate::protocol::packet::put_packet;
 use crate::protocol::prepare::statement_id;
 use crate::protocol::response::{Expect, CURSOR_EXISTS};
 use crate::protocol::{command, CapabilityFlags};
 use crate::shared::Pins;
+use crate::stats::ProtocolFault;
 
 /// Digests of the commands that carry no SQL: a marker in the high bits and the command byte.
 const COMMAND_DIGEST: u64 = 0xC0DE_0000_0000_0000;
@@ -33,6 +35,7 @@ impl Session {
     /// Runs one client command; `Outcome::Close` ends the session.
     pub(super) async fn dispatch(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
         let Some(&cmd) = payload.first() else {
+            super::observe::bad_command(&self.shared, self.peer, ProtocolFault::Malformed, "empty command packet");
             return self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await;
         };
         let body = &payload[1..];
@@ -56,10 +59,19 @@ impl Session {
                     return self.reply_error(&err, seq.wrapping_add(1), config).await;
                 }
                 let (stmt, _) = self.classify(body, config);
+                if stmt.kind == Kind::Kill {
+                    // Its id would reach the backend untranslated at execute.
+                    return self.reply_error(&ClientError::kill_not_translated(), seq.wrapping_add(1), config).await;
+                }
                 let exec = Exec { work: Work::Prepare(body), seq, expect: Expect::OkOrErr };
                 self.execute(exec, stmt, false, config).await
             }
             command::STMT_EXECUTE | command::STMT_FETCH => self.statement(seq, payload, cmd, config).await,
+            // Only after the client and the proxy negotiated it (the backend connections of the
+            // session's pools did too); otherwise unknown, as from a server that did not offer it.
+            command::STMT_BULK_EXECUTE if self.login.extended & extended::STMT_BULK_OPERATIONS != 0 => {
+                self.statement(seq, payload, cmd, config).await
+            }
             command::STMT_SEND_LONG_DATA => {
                 if let (Ok(id), Some(param)) = (statement_id(payload), body.get(4..6)) {
                     let data = payload.slice(7.min(payload.len())..);
@@ -105,7 +117,8 @@ impl Session {
             }
             command::RESET_CONNECTION => {
                 self.reset_session();
-                self.reply_ok(seq, config).await
+                self.put_session_ok(seq.wrapping_add(1));
+                self.flush_or_close(config).await
             }
             command::SET_OPTION => self.set_option(seq, body, config).await,
             command::CHANGE_USER => self.change_user(seq, body, config).await,
@@ -114,18 +127,28 @@ impl Session {
                     let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
                     self.kill(seq, KillRequest { query_only: false, id }, config).await
                 }
-                None => self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await,
+                None => {
+                    super::observe::bad_command(&self.shared, self.peer, ProtocolFault::Malformed, "COM_PROCESS_KILL");
+                    self.reply_error(&ClientError::malformed_packet(), seq.wrapping_add(1), config).await
+                }
             },
-            _ => self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await,
+            _ => {
+                super::observe::bad_command(&self.shared, self.peer, ProtocolFault::UnknownCommand, command::name(cmd));
+                self.reply_error(&ClientError::unknown_command(), seq.wrapping_add(1), config).await
+            }
         }
     }
 
     async fn query(&mut self, seq: u8, payload: &Bytes, config: &Config) -> Outcome {
         let sql = &payload[1..];
         let (stmt, all_reads) = self.classify(sql, config);
-        if stmt.kind == crate::classify::Kind::Kill {
-            if let Some(request) = kill::parse(sql) {
-                return self.kill(seq, request, config).await;
+        if stmt.kind == crate::classify::Kind::Kill || stmt.flags.contains(Flags::MULTI) {
+            match kill::plan(sql, self.sql_mode()) {
+                Plan::Forward => {}
+                Plan::Refuse => {
+                    return self.reply_error(&ClientError::kill_not_translated(), seq.wrapping_add(1), config).await
+                }
+                Plan::Leading { kills, rest } => return self.kills(seq, &kills, rest, payload, config).await,
             }
         }
         if stmt.flags.contains(Flags::LOCAL) && !self.login.capabilities.contains(CapabilityFlags::CLIENT_LOCAL_FILES) {
@@ -148,7 +171,11 @@ impl Session {
     }
 
     async fn statement(&mut self, seq: u8, payload: &[u8], cmd: u8, config: &Config) -> Outcome {
-        let name = if cmd == command::STMT_EXECUTE { "mysqld_stmt_execute" } else { "mysqld_stmt_fetch" };
+        let name = match cmd {
+            command::STMT_EXECUTE => "mysqld_stmt_execute",
+            command::STMT_BULK_EXECUTE => "mysqld_stmt_bulk_execute",
+            _ => "mysqld_stmt_fetch",
+        };
         let Some(id) = statement_id(payload).ok().filter(|id| self.stmts.get(*id).is_some()) else {
             return self.reply_error(&ClientError::unknown_statement(payload, name), seq.wrapping_add(1), config).await;
         };
@@ -212,7 +239,7 @@ impl Session {
         self.previous = Default::default();
         self.sequences.clear();
         self.stmts.clear();
-        self.status = STATUS_AUTOCOMMIT;
+        self.status = super::auth::initial_status(self.shared.primary_info.load().as_deref());
     }
 
     async fn set_option(&mut self, seq: u8, body: &[u8], config: &Config) -> Outcome {
@@ -244,11 +271,57 @@ impl Session {
     }
 
     async fn kill(&mut self, seq: u8, request: KillRequest, config: &Config) -> Outcome {
+        self.kills(seq, &[request], None, &Bytes::new(), config).await
+    }
+
+    /// Runs `requests` in order, each answered with an OK (`MORE_RESULTS_EXISTS` unless it is
+    /// the last result), stopping at the first error as the server does; then forwards the rest
+    /// of the query packet `payload` from SQL offset `rest` as its own query, continuing the
+    /// sequence ids.
+    async fn kills(
+        &mut self,
+        seq: u8,
+        requests: &[KillRequest],
+        rest: Option<usize>,
+        payload: &Bytes,
+        config: &Config,
+    ) -> Outcome {
+        let mut seq = seq;
+        for (i, request) in requests.iter().enumerate() {
+            if let Err(err) = self.kill_one(*request, config).await {
+                return self.reply_error(&err, seq.wrapping_add(1), config).await;
+            }
+            if request.id == self.id.0 && !request.query_only {
+                let _ = self.reply_error(&ClientError::connection_killed(), seq.wrapping_add(1), config).await;
+                return Outcome::Close;
+            }
+            let more = i + 1 < requests.len() || rest.is_some();
+            let mut ok = BytesMut::new();
+            encode_ok(if more { self.status | okerr::MORE_RESULTS_EXISTS } else { self.status }, &mut ok);
+            seq = seq.wrapping_add(1);
+            put_packet(&mut self.io.out, seq, &ok);
+        }
+        let Some(at) = rest else { return self.flush_or_close(config).await };
+        let mut rest = BytesMut::with_capacity(payload.len());
+        rest.extend_from_slice(&[command::QUERY]);
+        rest.extend_from_slice(payload.get(1 + at..).unwrap_or_default());
+        let rest = rest.freeze();
+        let sql = &rest[1..];
+        let (stmt, all_reads) = self.classify(sql, config);
+        if stmt.flags.contains(Flags::LOCAL) && !self.login.capabilities.contains(CapabilityFlags::CLIENT_LOCAL_FILES) {
+            return self.reply_error(&ClientError::local_infile_refused(), seq.wrapping_add(1), config).await;
+        }
+        let exec = Exec { work: Work::Forward(&rest), seq, expect: Expect::Results };
+        self.execute(exec, stmt, all_reads, config).await
+    }
+
+    /// Kills what `request` names (see [`kill`]); the caller answers the client.
+    async fn kill_one(&mut self, request: KillRequest, config: &Config) -> Result<(), ClientError> {
         let Some(target) = self.shared.sessions.get(request.id) else {
-            return self.reply_error(&ClientError::unknown_thread(request.id), seq.wrapping_add(1), config).await;
+            return Err(ClientError::unknown_thread(request.id));
         };
         if target.user != self.login.user.name.as_str() {
-            return self.reply_error(&ClientError::not_owner(request.id), seq.wrapping_add(1), config).await;
+            return Err(ClientError::not_owner(request.id));
         }
         if !request.query_only {
             target.kill();
@@ -265,6 +338,7 @@ impl Session {
                     database: None,
                     collation: self.login.collation,
                     extra_capabilities: CapabilityFlags::empty(),
+                    extended: 0,
                     connect_timeout: config.pool.connect_timeout,
                     max_prepared: 1,
                     tls: self.shared.pools.tls(),
@@ -281,19 +355,20 @@ impl Session {
                         tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
                     }
                     Ok(_) => {}
-                    Err(err) => {
-                        return self
-                            .reply_error(&ClientError::checkout_failed(node.name(), &err), seq.wrapping_add(1), config)
-                            .await
-                    }
+                    Err(err) => return Err(ClientError::checkout_failed(node.name(), &err)),
                 }
             }
         }
-        if request.id == self.id.0 && !request.query_only {
-            let _ = self.reply_error(&ClientError::connection_killed(), seq.wrapping_add(1), config).await;
-            return Outcome::Close;
-        }
-        self.reply_ok(seq, config).await
+        Ok(())
+    }
+
+    /// The OK that ends a login, change of user or reset: reports the schema to a client that
+    /// tracks session state, as the server does.
+    pub(super) fn put_session_ok(&mut self, seq: u8) {
+        let mut ok = BytesMut::new();
+        let session_track = self.framing().session_track;
+        okerr::encode_session_ok(self.status, self.state.schema.as_deref(), session_track, &mut ok);
+        put_packet(&mut self.io.out, seq, &ok);
     }
 
     pub(super) async fn reply_ok(&mut self, seq: u8, config: &Config) -> Outcome {

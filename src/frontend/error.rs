@@ -18,6 +18,16 @@ pub struct ClientError {
     pub message: String,
 }
 
+/// The proxy lost its backend connection mid-statement: `ER_NET_READ_ERROR` (1158, SQLSTATE
+/// 08S01, a communication failure drivers treat as a lost connection). Never a client-range code
+/// (2000-2999): libmariadb refuses those from a server and reports 2027 "malformed packet".
+const LOST: (u16, &[u8; 5]) = (1158, b"08S01");
+
+/// No backend could be reached for the statement: `ER_CONNECT_TO_FOREIGN_DATA_SOURCE` (1429, the
+/// server's own code for an unreachable remote server) with SQLSTATE 08S01, so that drivers treat
+/// it as a connection failure and may retry. Not 2003, for the reason given at [`LOST`].
+const UNREACHABLE: (u16, &[u8; 5]) = (1429, b"08S01");
+
 impl ClientError {
     fn new(code: u16, sqlstate: &[u8; 5], message: impl Into<String>) -> Self {
         Self { code, sqlstate: *sqlstate, message: message.into() }
@@ -39,6 +49,24 @@ impl ClientError {
     /// `ER_CON_COUNT_ERROR` (1040): the proxy's client limit is reached.
     pub fn too_many_connections() -> Self {
         Self::new(1040, b"08004", "Too many connections")
+    }
+
+    /// `ER_WRONG_VALUE_FOR_VAR` (1231) for a handshake character set that cannot be a client
+    /// character set, with the text the server sends.
+    pub fn bad_client_charset(charset: &str) -> Self {
+        Self::new(1231, b"42000", format!("Variable 'character_set_client' can't be set to the value of '{charset}'"))
+    }
+
+    /// `ER_NOT_SUPPORTED_YET` (1235): a `KILL` the proxy cannot translate to a backend thread
+    /// (after another statement of a multi-statement, `KILL USER`, `KILL QUERY ID`, inside an
+    /// executable comment or a prepared statement). Sending its id untranslated would kill
+    /// whatever backend thread has that number.
+    pub fn kill_not_translated() -> Self {
+        Self::new(
+            1235,
+            b"42000",
+            "This version of MariaDB doesn't yet support 'this KILL through rwsplit (KILL [QUERY] <id> alone or first in the packet)'",
+        )
     }
 
     /// `ER_TOO_MANY_USER_CONNECTIONS` (1203).
@@ -74,25 +102,26 @@ impl ClientError {
         )
     }
 
-    /// A backend could not be reached or refused the proxy's login (2003-style, so drivers treat it
-    /// as a connection failure and may retry).
+    /// A backend could not be reached or refused the proxy's login ([`UNREACHABLE`], so drivers
+    /// treat it as a connection failure and may retry).
     pub fn backend_unavailable(backend: &str, err: &backend::Error) -> Self {
         match err {
-            // A refusal that concerns the client's own request (unknown database, ...) passes through.
-            backend::Error::Refused { code, sqlstate, message } if *code != 1045 && *code != 1040 => {
+            // A refusal that concerns the client's own request (unknown database, ...) or that a
+            // direct client would get too (1040 Too many connections) passes through.
+            backend::Error::Refused { code, sqlstate, message } if *code != 1045 => {
                 let mut state = *b"HY000";
                 if sqlstate.len() == 5 {
                     state.copy_from_slice(sqlstate.as_bytes());
                 }
                 Self { code: *code, sqlstate: state, message: message.clone() }
             }
-            _ => Self::new(2003, b"HY000", format!("rwsplit: backend '{backend}' is unavailable: {err}")),
+            _ => Self::new(UNREACHABLE.0, UNREACHABLE.1, format!("rwsplit: backend '{backend}' is unavailable: {err}")),
         }
     }
 
-    /// The backend failed while a statement was running (2013-style, "lost connection").
+    /// The backend failed while a statement was running ([`LOST`]).
     pub fn lost_backend(err: &backend::Error) -> Self {
-        Self::new(2013, b"HY000", format!("rwsplit: lost connection to backend during query: {err}"))
+        Self::new(LOST.0, LOST.1, format!("rwsplit: lost connection to backend during query: {err}"))
     }
 
     /// Appends this error as one packet with sequence id `seq`.
@@ -111,47 +140,31 @@ impl ClientError {
             Ok(e) => {
                 Self { code: e.code, sqlstate: e.sqlstate, message: String::from_utf8_lossy(e.message).into_owned() }
             }
-            Err(_) => Self::new(2027, b"HY000", "Malformed packet"),
+            Err(_) => Self::new(1105, b"HY000", "rwsplit: malformed ERR packet from the backend"),
         }
     }
 
     /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
     pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
         match err {
-            // 1040 because drivers treat it as "busy, try later"; the text says what was waited
-            // for, since the proxy's client limit is not what ran out.
-            backend::Error::CheckoutTimeout { backend, waited, connecting: false } => Self::new(
-                1040,
-                b"08004",
-                format!(
-                    "rwsplit: waited {} ms for a free connection to backend '{backend}': every connection the \
-                     proxy may open to it (pool.max_connections_per_backend, the user's max_backend_connections) \
-                     is busy with other statements; this is not the client connection limit",
-                    waited.as_millis()
-                ),
-            ),
-            backend::Error::CheckoutTimeout { backend, waited, connecting: true } => Self::new(
-                1040,
-                b"08004",
-                format!(
-                    "rwsplit: waited {} ms for a new connection to backend '{backend}': opening it did not finish \
-                     (the backend is slow to accept logins or does not answer, or its connection cap over all \
-                     users is reached); this is not the client connection limit",
-                    waited.as_millis()
-                ),
-            ),
+            backend::Error::CheckoutTimeout { connecting, .. } => {
+                // The server's exact text; which backend, how long and what was waited for (a busy
+                // pool, or a new connection that did not finish opening) go to the log.
+                tracing::warn!(backend, error = %err, connecting, "checkout timed out; client gets 1040");
+                Self::too_many_connections()
+            }
             _ => Self::backend_unavailable(backend, err),
         }
     }
 
     /// No primary is known, so a write cannot run.
     pub fn no_primary() -> Self {
-        Self::new(2003, b"HY000", "rwsplit: no primary is available for writes")
+        Self::new(UNREACHABLE.0, UNREACHABLE.1, "rwsplit: no primary is available for writes")
     }
 
     /// No replica is usable and `routing.no_replica = "error"`.
     pub fn no_replica() -> Self {
-        Self::new(2003, b"HY000", "rwsplit: no replica is available for reads")
+        Self::new(UNREACHABLE.0, UNREACHABLE.1, "rwsplit: no replica is available for reads")
     }
 }
 
@@ -219,12 +232,12 @@ impl ClientError {
     }
 
     /// The session's pinned state (temporary tables, user variables, locks, server-side
-    /// `PREPARE`) lived on a backend that stopped being the primary or went down. 2013-style; the session
-    /// continues without that state.
+    /// `PREPARE`) lived on a backend that stopped being the primary or went down ([`LOST`]); the
+    /// session continues without that state.
     pub fn state_lost_in_failover() -> Self {
         Self::new(
-            2013,
-            b"HY000",
+            LOST.0,
+            LOST.1,
             "rwsplit: failover: the backend holding this session's state stopped being primary or went down; \
              its temporary tables, user variables, locks and prepared SQL are gone",
         )
@@ -234,8 +247,8 @@ impl ClientError {
     /// unknown and the transaction and pinned state on it are gone; the session continues.
     pub fn lost_primary(err: &backend::Error) -> Self {
         Self::new(
-            2013,
-            b"HY000",
+            LOST.0,
+            LOST.1,
             format!(
                 "rwsplit: lost the connection to the primary during the query ({err}); the open transaction and \
                  session state on it are gone and the statement's outcome is unknown"
@@ -247,8 +260,8 @@ impl ClientError {
     pub fn no_primary_after(waited: std::time::Duration, last: Option<&ClientError>) -> Self {
         let cause = last.map(|e| format!(": {}", e.message)).unwrap_or_default();
         Self::new(
-            2003,
-            b"HY000",
+            UNREACHABLE.0,
+            UNREACHABLE.1,
             format!(
                 "rwsplit: no primary is available for writes (waited {} ms for a failover){cause}",
                 waited.as_millis()

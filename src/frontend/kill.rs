@@ -2,6 +2,11 @@
 //! a client in its handshake. The proxy finds the backend thread currently serving that client
 //! and kills that statement with a fresh backend connection; `CONNECTION` also closes the
 //! client's session. Only the same user may kill a session.
+//!
+//! In a multi-statement packet, leading `KILL n` statements are run by the proxy (each answered
+//! with an OK carrying `MORE_RESULTS_EXISTS`) and the rest of the packet is forwarded. A `KILL`
+//! the proxy cannot translate (after another statement, in an executable comment, `KILL USER`,
+//! `KILL QUERY ID`) is refused with an ERR and nothing runs: the id means nothing to a backend.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::ConnId;
+use crate::classify::{classify_all, Kind, SqlMode};
 
 /// What a running session exposes to `KILL`.
 #[derive(Debug)]
@@ -113,6 +119,54 @@ pub fn parse(sql: &[u8]) -> Option<KillRequest> {
     words.next().is_none().then_some(KillRequest { query_only, id })
 }
 
+/// How the proxy runs a query packet whose statements include a `KILL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// No `KILL` statement: forward the packet as usual.
+    Forward,
+    /// `KILL` statements the packet starts with, run by the proxy; then the rest of the packet
+    /// from this byte offset (the statement after the last `KILL`'s `;`), if any.
+    Leading {
+        /// The leading `KILL`s, in order.
+        kills: Vec<KillRequest>,
+        /// Where the forwarded remainder starts.
+        rest: Option<usize>,
+    },
+    /// A `KILL` the proxy cannot translate: answer an ERR, run nothing.
+    Refuse,
+}
+
+/// Plans a query packet: see [`Plan`]. `KILL` is found by the statement classifier, so one in a
+/// string or a comment is no `KILL`.
+pub fn plan(sql: &[u8], mode: SqlMode) -> Plan {
+    let mut kills = Vec::new();
+    let mut rest = None;
+    let mut previous_end = 0;
+    for (statement, range) in classify_all(sql, mode).with_ranges() {
+        match (statement.kind, rest) {
+            (Kind::Kill, Some(_)) => return Plan::Refuse,
+            (Kind::Kill, None) => {
+                let Some(request) = sql.get(range.clone()).and_then(parse) else { return Plan::Refuse };
+                kills.push(request);
+                previous_end = range.end;
+            }
+            (_, Some(_)) => {}
+            // A statement before any KILL: a later KILL is refused.
+            (_, None) if kills.is_empty() => rest = Some(0),
+            (Kind::Empty, None) => {}
+            (_, None) => {
+                // From just after the last KILL's `;`, so comments (hints) stay with the rest.
+                let semicolon = sql.get(previous_end..).and_then(|s| s.iter().position(|&b| b == b';'));
+                rest = Some(semicolon.map_or(range.start, |at| previous_end + at + 1));
+            }
+        }
+    }
+    match (kills.is_empty(), rest) {
+        (true, _) => Plan::Forward,
+        (false, rest) => Plan::Leading { kills, rest },
+    }
+}
+
 /// `sql` with its plain comments (`/* */`, `-- `, `#`) replaced by spaces; `None` when it has
 /// quotes, an executable comment (`/*!`, `/*M!`) or an unterminated comment, which are no KILL the
 /// proxy translates.
@@ -157,6 +211,27 @@ mod tests {
         assert_eq!(parse(b"# note\nKILL 7 ;"), Some(KillRequest { query_only: false, id: 7 }));
         assert_eq!(parse(b"/*! KILL */ 5"), None);
         assert_eq!(parse(b"/* open KILL 5"), None);
+    }
+
+    #[test]
+    fn multi_statements_run_leading_kills_and_refuse_later_ones() {
+        let mode = SqlMode::default();
+        let kill = |id| KillRequest { query_only: false, id };
+        assert_eq!(plan(b"SELECT 1; SELECT 2", mode), Plan::Forward);
+        assert_eq!(plan(b"SELECT 'KILL 5'; SELECT 2", mode), Plan::Forward);
+        assert_eq!(plan(b"KILL 5", mode), Plan::Leading { kills: vec![kill(5)], rest: None });
+        assert_eq!(plan(b"KILL 5;", mode), Plan::Leading { kills: vec![kill(5)], rest: None });
+        let sql = b"KILL 5; /* c */ KILL QUERY 6;/* hint */ SELECT 1; SELECT 2";
+        match plan(sql, mode) {
+            Plan::Leading { kills, rest: Some(at) } => {
+                assert_eq!(kills, vec![kill(5), KillRequest { query_only: true, id: 6 }]);
+                assert_eq!(&sql[at..], b"/* hint */ SELECT 1; SELECT 2");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan(b"SELECT 1; KILL 5", mode), Plan::Refuse);
+        assert_eq!(plan(b"KILL USER app; SELECT 1", mode), Plan::Refuse);
+        assert_eq!(plan(b"KILL 5; SELECT 1; KILL 6", mode), Plan::Refuse);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 mod auth;
 mod binding;
-mod change_user;
+pub mod change_user;
 mod commands;
 mod error;
 mod failover;
@@ -21,6 +21,7 @@ mod query;
 mod sequences;
 mod session;
 mod sqltext;
+mod timeouts;
 pub mod tls;
 mod verify;
 

@@ -22,7 +22,7 @@ use crate::router::Target;
 pub(super) use crate::shared::Client;
 use crate::shared::Shared;
 use crate::shared::{Entry, Seen};
-use crate::stats::{Checkout, QueryResult, Reject, RouteLabel};
+use crate::stats::{Checkout, ProtocolFault, QueryResult, Reject, RouteLabel};
 
 /// Longest SQL prefix normalized for a new digest's text.
 const NORMALIZE_LIMIT: usize = 4096;
@@ -40,6 +40,26 @@ pub(super) fn accepted(shared: &Shared, cut_off_a_handshake: bool) {
     if cut_off_a_handshake {
         shared.ops.metrics.clients.reject(Reject::HandshakeEvicted);
     }
+}
+
+/// Counts and logs (info, rate-limited per address) a client read that broke the protocol.
+/// Timeouts, clean closes and socket errors are not protocol errors and pass silently.
+pub(super) fn protocol(shared: &Shared, peer: std::net::SocketAddr, err: &crate::protocol::Error) {
+    use crate::protocol::Error as E;
+    let fault = match err {
+        E::TooLarge { .. } => ProtocolFault::TooLarge,
+        E::OutOfOrder { .. } => ProtocolFault::OutOfOrder,
+        E::Truncated => ProtocolFault::Truncated,
+        E::Malformed { .. } => ProtocolFault::Malformed,
+        E::Closed | E::Timeout(_) | E::Io(_) => return,
+    };
+    shared.protocol_error(peer, fault, err);
+}
+
+/// Counts and logs a client packet that broke the protocol in a way found above the wire layer
+/// (a command that does not parse, an unknown command byte).
+pub(super) fn bad_command(shared: &Shared, peer: std::net::SocketAddr, fault: ProtocolFault, what: &'static str) {
+    shared.protocol_error(peer, fault, &what);
 }
 
 /// Counts a connection refused after login.

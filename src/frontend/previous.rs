@@ -37,7 +37,7 @@ use crate::protocol::wire::{put_lenenc_bytes, Reader};
 use crate::protocol::{command, Error as WireError};
 
 /// Framing of the proxy's own backend connections.
-const BACKEND_FRAMING: Framing = Framing { deprecate_eof: true, session_track: true };
+const BACKEND_FRAMING: Framing = Framing { deprecate_eof: true, session_track: true, ps_multi_results: true };
 
 /// A statement that opens a table, has no result and no cost: it clears the diagnostics area.
 const CLEAR: &[u8] = b"\x03DO (SELECT 1 FROM information_schema.CHARACTER_SETS LIMIT 0)";

@@ -14,7 +14,7 @@ use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
 use crate::config::{Config, UnknownFunctions};
 use crate::protocol::handshake::semantic_capabilities;
-use crate::protocol::okerr::STATUS_IN_TRANS;
+use crate::protocol::okerr::{STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
 use crate::protocol::response::{self, Expect, Framing, Step, Tracker};
 use crate::protocol::{CapabilityFlags, Error as WireError};
 use crate::router::{self, Situation, Target};
@@ -75,8 +75,13 @@ pub(super) enum RelayError {
 }
 
 impl Session {
+    /// The session's `autocommit`: as set in the session, else as the server's status says
+    /// (a server whose global `autocommit` is 0 starts sessions with it off).
     fn autocommit(&self) -> bool {
-        self.state.vars.get(&b"autocommit"[..]).is_none_or(|v| !v.eq_ignore_ascii_case(b"OFF"))
+        match self.state.vars.get(&b"autocommit"[..]) {
+            Some(v) => !v.eq_ignore_ascii_case(b"OFF"),
+            None => self.status & STATUS_AUTOCOMMIT != 0,
+        }
     }
 
     pub(super) fn framing(&self) -> Framing {
@@ -84,10 +89,11 @@ impl Session {
         Framing {
             deprecate_eof: caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF),
             session_track: caps.contains(CapabilityFlags::CLIENT_SESSION_TRACK),
+            ps_multi_results: caps.contains(CapabilityFlags::CLIENT_PS_MULTI_RESULTS),
         }
     }
 
-    fn sql_mode(&self) -> SqlMode {
+    pub(super) fn sql_mode(&self) -> SqlMode {
         SqlMode {
             no_backslash_escapes: self.status & STATUS_NO_BACKSLASH_ESCAPES != 0,
             ansi_quotes: self.status & STATUS_ANSI_QUOTES != 0,
@@ -122,6 +128,9 @@ impl Session {
     ) -> Outcome {
         let topology = self.shared.topology.load_full();
         if let Some(outcome) = self.leave_retired(exec.seq, config).await {
+            return outcome;
+        }
+        if let Some(outcome) = self.left_by_server() {
             return outcome;
         }
         // A question about the previous statement (answered per session): only statements whose
@@ -186,6 +195,8 @@ impl Session {
             }
             self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
+            // Every result set of a CALL is followed by at least its closing OK.
+            tracker.expect_more_results(stmt.kind == Kind::Call);
             let held = route.target == Target::Held;
             let values = question.and_then(|sql| match self.sequences.answer(sql).filter(|_| !held) {
                 Some(lastval) => Some(vec![lastval]),
@@ -432,6 +443,7 @@ struct SessionPoolKey {
     backend: BackendIndex,
     with_schema: bool,
     capabilities: u32,
+    extended: u32,
     collation: u8,
 }
 
@@ -449,6 +461,7 @@ impl SessionPools {
             backend: index,
             with_schema,
             capabilities: (login.capabilities & semantic_capabilities()).bits(),
+            extended: login.extended,
             collation: login.collation,
         };
         let found = self.entries.iter().position(|(key, _)| *key == wanted);
@@ -460,6 +473,7 @@ impl SessionPools {
             backend: index,
             user: login.user.name.as_str().to_owned(),
             capabilities: wanted.capabilities,
+            extended: wanted.extended,
             collation: wanted.collation,
             with_schema,
         };
@@ -513,14 +527,17 @@ pub(super) async fn relay(
     backend.send_after(framed, payload, timeout).await.map_err(|e| backend_err(tracker, e))?;
     loop {
         let Some(frame) = backend.buffered_frame() else {
-            // About to wait for the backend: let the client have what is ready.
-            io.flush(timeout).await.map_err(RelayError::Client)?;
+            // About to wait for the backend: let the client have what is ready (not a result
+            // the tracker holds until its terminator; at most `hold::HOLD_LIMIT` bytes).
+            if !tracker.is_holding() {
+                io.flush(timeout).await.map_err(RelayError::Client)?;
+            }
             backend.fill(timeout).await.map_err(|e| backend_err(tracker, e))?;
             continue;
         };
         match tracker.feed(frame, &mut io.out) {
             Ok(Step::More) => {
-                if io.out.len() >= FLUSH_AT {
+                if io.out.len() >= FLUSH_AT && !tracker.is_holding() {
                     io.flush(timeout).await.map_err(RelayError::Client)?;
                 }
             }

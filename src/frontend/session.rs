@@ -18,8 +18,7 @@ use super::query::{Outcome, SessionPools};
 use super::{ClientError, ConnId, Front};
 use crate::backend::{Lease, State};
 use crate::config::Config;
-use crate::protocol::okerr::{encode_ok, STATUS_AUTOCOMMIT};
-use crate::protocol::packet::{flush, put_packet, FrameReader};
+use crate::protocol::packet::{flush, FrameReader};
 use crate::protocol::{command, Error as WireError};
 use crate::shared::Pins;
 
@@ -99,7 +98,7 @@ pub(super) async fn run(stream: TcpStream, peer: SocketAddr, id: ConnId, shared:
         io,
         login,
         state,
-        status: STATUS_AUTOCOMMIT,
+        status: super::auth::initial_status(shared.primary_info.load().as_deref()),
         binding: Binding::default(),
         id,
         peer,
@@ -172,9 +171,7 @@ impl Session {
                 }
             }
         }
-        let mut ok = BytesMut::new();
-        encode_ok(self.status, &mut ok);
-        put_packet(&mut self.io.out, seq, &ok);
+        self.put_session_ok(seq);
         self.io.flush(config.server.handshake_timeout).await.is_ok()
     }
 
@@ -197,18 +194,20 @@ impl Session {
             let slot = self.slot.clone();
             observe::between_commands(self);
             let read = tokio::select! {
-                read = self.io.read_packet(config.server.idle_timeout, limit) => read,
+                read = self.io.read_packet(super::timeouts::idle_limit(&self.state, config.server.idle_timeout), limit) => read,
                 _ = slot.wake.notified() => return,
                 _ = observe::until_close(&self.shared, self.status) => return,
             };
             let (seq, payload) = match read {
                 Ok(packet) => packet,
-                Err(WireError::TooLarge { .. }) => {
+                Err(err @ WireError::TooLarge { .. }) => {
+                    observe::protocol(&self.shared, self.peer, &err);
                     self.reply_error(&ClientError::packet_too_large(), 1, &config).await;
                     return;
                 }
                 Err(WireError::Closed) => return,
                 Err(err) => {
+                    observe::protocol(&self.shared, self.peer, &err);
                     tracing::debug!(error = %err, "client read failed");
                     return;
                 }

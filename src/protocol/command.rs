@@ -36,6 +36,9 @@ pub const SET_OPTION: u8 = 0x1B;
 pub const STMT_FETCH: u8 = 0x1C;
 /// `COM_RESET_CONNECTION`
 pub const RESET_CONNECTION: u8 = 0x1F;
+/// `COM_STMT_BULK_EXECUTE` (MariaDB, with `MARIADB_CLIENT_STMT_BULK_OPERATIONS`): one prepared
+/// statement run for an array of parameter rows.
+pub const STMT_BULK_EXECUTE: u8 = 0xFA;
 
 /// A short name for logs and metric labels (a bounded set).
 pub fn name(command: u8) -> &'static str {
@@ -58,6 +61,7 @@ pub fn name(command: u8) -> &'static str {
         SET_OPTION => "set_option",
         STMT_FETCH => "stmt_fetch",
         RESET_CONNECTION => "reset_connection",
+        STMT_BULK_EXECUTE => "stmt_bulk_execute",
         _ => "other",
     }
 }

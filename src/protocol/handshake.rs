@@ -49,6 +49,25 @@ pub fn backend_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
 }
 
+/// MariaDB's extended capabilities (bits 32-63 of the capability flags, sent in the last four
+/// reserved bytes of the greeting and of the handshake response by peers that do not set
+/// `CLIENT_MYSQL`, bit 0). The ones the proxy can relay:
+pub mod extended {
+    /// `MARIADB_CLIENT_PROGRESS`: progress reports (ERR-shaped, code 0xFFFF) before the response
+    /// of a long statement.
+    pub const PROGRESS: u32 = 1 << 0;
+    /// `MARIADB_CLIENT_STMT_BULK_OPERATIONS`: `COM_STMT_BULK_EXECUTE`.
+    pub const STMT_BULK_OPERATIONS: u32 = 1 << 2;
+    /// `MARIADB_CLIENT_EXTENDED_METADATA`: column definitions carry the type's format (`json`,
+    /// `uuid`, ...).
+    pub const EXTENDED_METADATA: u32 = 1 << 3;
+    /// `MARIADB_CLIENT_CACHE_METADATA`: result sets may omit column definitions (not offered).
+    pub const CACHE_METADATA: u32 = 1 << 4;
+    /// What the proxy offers clients (when the primary offers it too): flags whose packets it
+    /// relays byte for byte on a backend connection that negotiated the same flags.
+    pub const RELAYED: u32 = PROGRESS | STMT_BULK_OPERATIONS | EXTENDED_METADATA;
+}
+
 /// Client flags that change what statements do, so a backend connection must carry the client's
 /// choice for them.
 pub fn semantic_capabilities() -> CapabilityFlags {
@@ -75,6 +94,8 @@ pub struct Greeting {
     pub status: u16,
     /// Default authentication plugin.
     pub auth_plugin: Vec<u8>,
+    /// MariaDB extended capabilities ([`extended`]); 0 from a server that sets `CLIENT_MYSQL`.
+    pub extended: u32,
 }
 
 impl Greeting {
@@ -94,7 +115,13 @@ impl Greeting {
         let caps_high = r.u16()?;
         let capabilities = CapabilityFlags::from_bits_truncate(u32::from(caps_low) | u32::from(caps_high) << 16);
         let auth_data_len = usize::from(r.u8()?);
-        r.bytes(10)?; // reserved (MariaDB keeps its extended capabilities in the last four)
+        // Reserved; MariaDB keeps its extended capabilities in the last four bytes.
+        let reserved = r.bytes(10)?;
+        let extended = if capabilities.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) {
+            0
+        } else {
+            u32::from_le_bytes([reserved[6], reserved[7], reserved[8], reserved[9]])
+        };
         if capabilities.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
             let len = auth_data_len.saturating_sub(8).max(13);
             let part2 = r.bytes(len.min(r.remaining().len()))?;
@@ -106,7 +133,7 @@ impl Greeting {
         } else {
             b"mysql_native_password".to_vec()
         };
-        Ok(Self { server_version, connection_id, scramble, capabilities, collation, status, auth_plugin })
+        Ok(Self { server_version, connection_id, scramble, capabilities, collation, status, auth_plugin, extended })
     }
 
     /// Encodes the greeting payload.
@@ -124,7 +151,8 @@ impl Greeting {
         out.put_u16_le(self.status);
         out.put_u16_le((caps >> 16) as u16);
         out.put_u8((self.scramble.len() + 1) as u8);
-        out.put_slice(&[0; 10]);
+        out.put_slice(&[0; 6]);
+        out.put_u32_le(self.extended);
         out.put_slice(part2);
         out.put_u8(0);
         out.put_slice(&self.auth_plugin);
@@ -149,6 +177,8 @@ pub struct Response {
     pub database: Option<Vec<u8>>,
     /// Plugin the auth response was computed with.
     pub auth_plugin: Option<Vec<u8>>,
+    /// MariaDB extended capabilities ([`extended`]); 0 from a client that sets `CLIENT_MYSQL`.
+    pub extended: u32,
 }
 
 impl Response {
@@ -166,7 +196,12 @@ impl Response {
         }
         let max_packet = r.u32()?;
         let collation = r.u8()?;
-        r.bytes(23)?;
+        let filler = r.bytes(23)?;
+        let extended = if capabilities.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) {
+            0
+        } else {
+            u32::from_le_bytes([filler[19], filler[20], filler[21], filler[22]])
+        };
         let user = r.null_terminated()?.to_vec();
         let auth_response = if capabilities.contains(CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA) {
             r.lenenc_bytes()?
@@ -191,7 +226,7 @@ impl Response {
         } else {
             None
         };
-        Ok(Self { capabilities, max_packet, collation, user, auth_response, database, auth_plugin })
+        Ok(Self { capabilities, max_packet, collation, user, auth_response, database, auth_plugin, extended })
     }
 
     /// Encodes a handshake response for logging in to a backend. Sets `CONNECT_WITH_DB` when a
@@ -202,7 +237,8 @@ impl Response {
         out.put_u32_le(caps.bits());
         out.put_u32_le(self.max_packet);
         out.put_u8(self.collation);
-        out.put_slice(&[0; 23]);
+        out.put_slice(&[0; 19]);
+        out.put_u32_le(self.extended);
         out.put_slice(&self.user);
         out.put_u8(0);
         put_lenenc_bytes(out, &self.auth_response);

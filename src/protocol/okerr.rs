@@ -160,6 +160,26 @@ pub fn encode_ok(status: u16, out: &mut BytesMut) {
     ok.encode(false, out);
 }
 
+/// Encodes the OK that ends a login, `COM_CHANGE_USER` or `COM_RESET_CONNECTION`: like the
+/// server's, it reports the session's schema (and sets `SERVER_SESSION_STATE_CHANGED`) to a
+/// client with `CLIENT_SESSION_TRACK` when a schema is selected.
+pub fn encode_session_ok(status: u16, schema: Option<&[u8]>, session_track: bool, out: &mut BytesMut) {
+    let entry = match schema {
+        Some(schema) if session_track => super::session_track::schema_entry(schema),
+        _ => return encode_ok(status, out),
+    };
+    let ok = Ok {
+        header: OK_HEADER,
+        affected_rows: 0,
+        last_insert_id: 0,
+        status: status | SESSION_STATE_CHANGED,
+        warnings: 0,
+        info: &[],
+        session_state: &entry,
+    };
+    ok.encode(true, out);
+}
+
 /// True when `status` says another result follows.
 pub fn has_more_results(status: u16) -> bool {
     StatusFlags::from_bits_retain(status).contains(StatusFlags::SERVER_MORE_RESULTS_EXISTS)
@@ -219,5 +239,23 @@ mod tests {
         }
         assert!(Err::parse(&[0xFF, 1]).is_err());
         assert!(Err::parse(&[0x00, 1, 1]).is_err());
+    }
+
+    #[test]
+    fn a_session_ok_reports_the_schema_only_to_tracking_clients() {
+        let mut out = BytesMut::new();
+        encode_session_ok(STATUS_AUTOCOMMIT, Some(b"app"), true, &mut out);
+        let ok = Ok::parse(&out).unwrap();
+        assert_eq!(ok.status, STATUS_AUTOCOMMIT | SESSION_STATE_CHANGED);
+        let changes: Vec<_> = super::super::session_track::changes(ok.session_state).map(|c| c.ok()).collect();
+        assert_eq!(changes, [Some(super::super::session_track::Change::Schema(b"app"))]);
+
+        for (schema, track) in [(None, true), (Some(&b"app"[..]), false)] {
+            let mut plain = BytesMut::new();
+            encode_session_ok(STATUS_AUTOCOMMIT, schema, track, &mut plain);
+            let mut expected = BytesMut::new();
+            encode_ok(STATUS_AUTOCOMMIT, &mut expected);
+            assert_eq!(plain, expected, "schema {schema:?}, tracking {track}");
+        }
     }
 }

@@ -89,8 +89,10 @@ impl FrameReader {
         }
         let len = usize::from(self.buf[0]) | usize::from(self.buf[1]) << 8 | usize::from(self.buf[2]) << 16;
         if self.buf.len() < HEADER_LEN + len {
-            // Make room for the whole frame at once rather than growing by chunks.
-            self.buf.reserve(HEADER_LEN + len - self.buf.len());
+            // Grow towards the whole frame, but by at most what has arrived (or one read chunk): a
+            // header alone must not make the reader allocate the 16 MiB it claims.
+            let missing = HEADER_LEN + len - self.buf.len();
+            self.buf.reserve(missing.min(self.buf.len().max(self.chunk)));
             return None;
         }
         let frame = Frame { bytes: self.buf.split_to(HEADER_LEN + len) };
@@ -99,6 +101,11 @@ impl FrameReader {
             self.buf = BytesMut::with_capacity(self.chunk);
         }
         Some(frame)
+    }
+
+    /// Bytes the read buffer holds room for (what a peer made this reader allocate).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// True when no unread byte is buffered.

@@ -5,7 +5,12 @@
 //! tracker forwards every frame with a renumbered sequence id and rewrites only terminators:
 //! - a client without `DEPRECATE_EOF` gets an EOF packet after the column definitions and an EOF
 //!   instead of the OK that ends the rows;
-//! - a client without `SESSION_TRACK` gets OK packets in the pre-4.1-tracking layout.
+//! - a client without `SESSION_TRACK` gets OK packets in the pre-4.1-tracking layout;
+//! - a client without `PS_MULTI_RESULTS` does not get the OUT-parameter result set of a `CALL`
+//!   (the server does not send it to such a client).
+//!
+//! For the first two rewrites a result set's start is held back until its terminator (see
+//! [`hold`]), so the EOF the proxy inserts carries the server's flags.
 //!
 //! Rows, column definitions and ERR packets pass byte for byte. A row of 16 MiB or more spans
 //! several frames; continuation frames are forwarded without being looked at.
@@ -24,6 +29,8 @@ pub struct Framing {
     pub deprecate_eof: bool,
     /// The client set `CLIENT_SESSION_TRACK`.
     pub session_track: bool,
+    /// The client set `CLIENT_PS_MULTI_RESULTS` (it may receive OUT parameters of a `CALL`).
+    pub ps_multi_results: bool,
 }
 
 /// The shape of response a command can produce.
@@ -129,6 +136,11 @@ pub struct Tracker {
     seq: u8,
     backend_seq: u8,
     outcome: Outcome,
+    /// The current result set, while the client must not see it yet (see [`hold`]).
+    held: Option<hold::Pending>,
+    /// More results are known to follow the current one (a `CALL`): used when a result too
+    /// large to hold needs its EOF before its terminator is known.
+    more_expected: bool,
 }
 
 impl Tracker {
@@ -149,7 +161,15 @@ impl Tracker {
             seq: client_seq.wrapping_add(1),
             backend_seq: 0,
             outcome: Outcome { status, ..Outcome::default() },
+            held: None,
+            more_expected: false,
         }
+    }
+
+    /// Tells the tracker that every result set of this response is followed by another (the
+    /// response to a `CALL` ends with an OK after its result sets).
+    pub fn expect_more_results(&mut self, more: bool) {
+        self.more_expected = more;
     }
 
     /// The sequence id the next packet to the client must carry (for an ERR the proxy sends
@@ -193,11 +213,18 @@ impl Tracker {
         match (self.state, first) {
             (State::Finished, _) => Err(Error::malformed("response (data after the end)")),
             (_, None) => Err(Error::malformed("response (empty packet)")),
+            // A MariaDB progress report (`MARIADB_CLIENT_PROGRESS`, error code 0xFFFF) comes before
+            // the real response of a long statement: relayed, and the response goes on.
+            (State::First, Some(ERR_HEADER)) if payload.get(1..3) == Some(&[0xFF, 0xFF][..]) => {
+                self.forward(&mut frame, out);
+                Ok(Step::More)
+            }
             (State::First | State::Rows { .. } | State::Definitions, Some(ERR_HEADER)) => {
                 let err = okerr::Err::parse(payload)?;
                 self.outcome.error = Some(err.code);
+                self.held = None;
                 if let State::Rows { eof_due: true } = self.state {
-                    let status = self.outcome.status;
+                    let status = hold::guess_status(self.outcome.status, self.more_expected);
                     self.emit_with(out, |b| encode_eof(0, status, b));
                 }
                 self.forward(&mut frame, out);
@@ -218,6 +245,9 @@ impl Tracker {
                 if columns == 0 {
                     return Err(Error::malformed("column count"));
                 }
+                if !self.framing.deprecate_eof || !self.framing.ps_multi_results {
+                    self.held = Some(hold::Pending { start: out.len(), start_seq: self.seq, eof_status_at: None });
+                }
                 self.forward(&mut frame, out);
                 self.outcome.result_set = true;
                 self.outcome.last_result_rows = 0;
@@ -237,6 +267,24 @@ impl Tracker {
             (state @ (State::Rows { .. } | State::Definitions), Some(EOF_HEADER)) if is_terminator_sized => {
                 let eof_due = matches!(state, State::Rows { eof_due: true });
                 let ok = terminator(payload)?;
+                if let Some(held) = self.held.take() {
+                    if ok.status & hold::PS_OUT_PARAMS != 0 && !self.framing.ps_multi_results {
+                        // The server sends OUT parameters only to clients that can take them.
+                        out.truncate(held.start);
+                        self.seq = held.start_seq;
+                        let mut ok = ok;
+                        ok.status &= !hold::PS_OUT_PARAMS;
+                        self.outcome.result_set = false;
+                        return self.after_terminator(&ok);
+                    }
+                    if let Some(at) = held.eof_status_at {
+                        // The EOF written before the rows gets the server's flags now.
+                        let status = hold::definitions_status(ok.status).to_le_bytes();
+                        if let Some(slot) = out.get_mut(at..at + 2) {
+                            slot.copy_from_slice(&status);
+                        }
+                    }
+                }
                 if eof_due && ok.status & CURSOR_EXISTS == 0 {
                     // An ordinary empty result: the EOF after the definitions, then the closing one.
                     let status = ok.status;
@@ -251,8 +299,14 @@ impl Tracker {
             }
             (State::Rows { eof_due }, Some(_)) => {
                 if eof_due {
-                    let status = self.outcome.status;
+                    // Before the first row. While the result is held, its flags are patched in
+                    // at the terminator; otherwise they stay a guess.
+                    let status = hold::guess_status(self.outcome.status, self.more_expected);
+                    let at = out.len() + HEADER_LEN + 3;
                     self.emit_with(out, |b| encode_eof(0, status, b));
+                    if let Some(held) = &mut self.held {
+                        held.eof_status_at = Some(at);
+                    }
                     self.state = State::Rows { eof_due: false };
                 }
                 self.outcome.rows += 1;
@@ -299,6 +353,16 @@ impl Tracker {
         frame.set_seq(self.seq);
         self.seq = self.seq.wrapping_add(1);
         out.extend_from_slice(frame.as_bytes());
+        if self.held.as_ref().is_some_and(|held| out.len().saturating_sub(held.start) > hold::HOLD_LIMIT) {
+            // Too large to hold: it streams, and the EOF before its rows keeps a guess.
+            self.held = None;
+        }
+    }
+
+    /// True while a result set is held: the client must not be sent what is buffered for it
+    /// yet (the relay does not flush). Bounded by [`hold::HOLD_LIMIT`].
+    pub fn is_holding(&self) -> bool {
+        self.held.is_some()
     }
 
     fn emit_ok(&mut self, ok: &Ok<'_>, out: &mut BytesMut) {
@@ -317,5 +381,6 @@ impl Tracker {
     }
 }
 
+pub mod hold;
 #[cfg(test)]
 mod tests;

@@ -72,6 +72,16 @@ pub fn changes(mut data: &[u8]) -> impl Iterator<Item = Result<Change<'_>>> {
 const DEFAULT_TRACKED: [&[u8]; 5] =
     [b"autocommit", b"character_set_client", b"character_set_connection", b"character_set_results", b"time_zone"];
 
+/// A session-state entry reporting `schema` as the session's schema (what the server sends a
+/// tracking client after a login, `COM_CHANGE_USER` or `COM_RESET_CONNECTION` with a schema).
+pub fn schema_entry(schema: &[u8]) -> Vec<u8> {
+    let mut name = bytes::BytesMut::new();
+    super::wire::put_lenenc_bytes(&mut name, schema);
+    let mut entry = bytes::BytesMut::from(&[SCHEMA][..]);
+    super::wire::put_lenenc_bytes(&mut entry, &name);
+    entry.to_vec()
+}
+
 /// Appends to `out` the entries of `data` a client sees from a server with default tracking
 /// settings (schema changes and the default-tracked system variables); the backends track more
 /// for the proxy itself (`last_gtid`, every variable, state-change markers), which a client never

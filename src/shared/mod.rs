@@ -25,6 +25,10 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::backend::{Balancer, Pools, ServerInfo, Topology, TopologyCell};
 use crate::classify::Classifier;
 use crate::config::Config;
+use crate::stats::ProtocolFault;
+
+/// After the first few, at most one protocol-error log line per client address in this period.
+pub const PROTOCOL_LOG_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A connection id the proxy hands to a client in its handshake (not a backend thread id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +59,8 @@ pub struct Shared {
     pub ops: Ops,
     /// Failed logins per source address (`listen.max_auth_failures`), client and admin ports.
     pub throttle: Throttle,
+    /// Protocol errors per source address: only its log rate limit is used (never blocks).
+    protocol_log: Throttle,
     /// Sessions pinned, by reason (index into [`PIN_REASONS`]).
     pins_total: [AtomicU64; PIN_REASONS.len()],
     /// Logged-in client sessions.
@@ -74,6 +80,7 @@ impl Shared {
             classifier: Classifier::new(4096),
             ops: Ops::new(metrics),
             throttle: Throttle::default(),
+            protocol_log: Throttle::default(),
             pins_total: Default::default(),
             clients: AtomicU32::new(0),
         }
@@ -98,6 +105,17 @@ impl Shared {
         let decay = self.config.load().listen.auth_failure_decay;
         if let Some(line) = self.throttle.failed(peer.ip(), decay) {
             tracing::info!(peer = %peer, port, suppressed = line.suppressed, "authentication failed");
+        }
+    }
+
+    /// Counts a client's protocol error (metric `client_protocol_errors_total{reason}`) and logs
+    /// it at info with the peer, rate-limited per address like failed logins: the first few one by
+    /// one, then one line per [`PROTOCOL_LOG_PERIOD`] saying how many were not logged.
+    pub fn protocol_error(&self, peer: std::net::SocketAddr, fault: ProtocolFault, error: &dyn std::fmt::Display) {
+        self.ops.metrics.clients.protocol_error(fault);
+        if let Some(line) = self.protocol_log.failed(peer.ip(), PROTOCOL_LOG_PERIOD) {
+            tracing::info!(peer = %peer, reason = fault.label(), error = %error, suppressed = line.suppressed,
+                "client broke the protocol");
         }
     }
 

@@ -97,6 +97,43 @@ impl Reject {
     }
 }
 
+/// How a client broke the protocol (`reason` label of `rwsplit_client_protocol_errors_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtocolFault {
+    /// A packet that does not parse (handshake response, `COM_CHANGE_USER`, `COM_PROCESS_KILL`).
+    Malformed = 0,
+    /// A packet over `server.max_packet_size` (or the handshake limit).
+    TooLarge = 1,
+    /// A continuation frame with the wrong sequence id.
+    OutOfOrder = 2,
+    /// The connection closed in the middle of a packet.
+    Truncated = 3,
+    /// A command byte the proxy does not know.
+    UnknownCommand = 4,
+}
+
+impl ProtocolFault {
+    /// Every reason, in index order.
+    pub const ALL: [ProtocolFault; 5] = [
+        ProtocolFault::Malformed,
+        ProtocolFault::TooLarge,
+        ProtocolFault::OutOfOrder,
+        ProtocolFault::Truncated,
+        ProtocolFault::UnknownCommand,
+    ];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            ProtocolFault::Malformed => "malformed",
+            ProtocolFault::TooLarge => "too_large",
+            ProtocolFault::OutOfOrder => "out_of_order",
+            ProtocolFault::Truncated => "truncated",
+            ProtocolFault::UnknownCommand => "unknown_command",
+        }
+    }
+}
+
 /// Latency buckets in seconds: 100 µs to about 26 s, doubling.
 fn latency_buckets() -> Result<Vec<f64>, Error> {
     Ok(prometheus::exponential_buckets(0.0001, 2.0, 18)?)
@@ -110,6 +147,7 @@ pub struct ClientMetrics {
     /// `rwsplit_client_connections_accepted_total`: TCP connections accepted.
     pub accepted: IntCounter,
     rejected: [IntCounter; Reject::ALL.len()],
+    protocol_errors: [IntCounter; ProtocolFault::ALL.len()],
     queries: [[IntCounter; 3]; 2],
     latency: [Histogram; 2],
     /// `rwsplit_client_received_bytes_total`: command bytes read from clients.
@@ -127,6 +165,10 @@ impl ClientMetrics {
         let accepted = IntCounter::new("client_connections_accepted_total", "Client TCP connections accepted")?;
         let rejected = IntCounterVec::new(
             Opts::new("client_connections_rejected_total", "Client connections refused before their session started"),
+            &["reason"],
+        )?;
+        let protocol_errors = IntCounterVec::new(
+            Opts::new("client_protocol_errors_total", "Client packets that broke the protocol, by reason"),
             &["reason"],
         )?;
         let queries = IntCounterVec::new(
@@ -147,16 +189,28 @@ impl ClientMetrics {
         reg.register(Box::new(connections.clone()))?;
         reg.register(Box::new(accepted.clone()))?;
         reg.register(Box::new(rejected.clone()))?;
+        reg.register(Box::new(protocol_errors.clone()))?;
         reg.register(Box::new(queries.clone()))?;
         reg.register(Box::new(latency.clone()))?;
         reg.register(Box::new(received_bytes.clone()))?;
         reg.register(Box::new(sent_bytes.clone()))?;
         reg.register(Box::new(slow_queries.clone()))?;
         let rejected = Reject::ALL.map(|r| rejected.with_label_values(&[r.label()]));
+        let protocol_errors = ProtocolFault::ALL.map(|f| protocol_errors.with_label_values(&[f.label()]));
         let queries = RouteLabel::ALL
             .map(|route| QueryResult::ALL.map(|res| queries.with_label_values(&[route.label(), res.label()])));
         let latency = RouteLabel::ALL.map(|route| latency.with_label_values(&[route.label()]));
-        Ok(Self { connections, accepted, rejected, queries, latency, received_bytes, sent_bytes, slow_queries })
+        Ok(Self {
+            connections,
+            accepted,
+            rejected,
+            protocol_errors,
+            queries,
+            latency,
+            received_bytes,
+            sent_bytes,
+            slow_queries,
+        })
     }
 
     /// Records one statement, whatever its result (a checkout timeout is latency a client saw).
@@ -173,5 +227,15 @@ impl ClientMetrics {
     /// Counts one refused connection.
     pub fn reject(&self, reason: Reject) {
         self.rejected[reason as usize].inc();
+    }
+
+    /// Counts one protocol error of a client.
+    pub fn protocol_error(&self, fault: ProtocolFault) {
+        self.protocol_errors[fault as usize].inc();
+    }
+
+    /// Protocol errors counted so far for `fault`.
+    pub fn protocol_errors(&self, fault: ProtocolFault) -> u64 {
+        self.protocol_errors[fault as usize].get()
     }
 }

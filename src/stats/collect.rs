@@ -3,8 +3,9 @@
 //! their number stays bounded by `stats.digests`.
 //!
 //! Families (with the registry's `rwsplit_` prefix): `digest_queries_total`, `digest_errors_total`,
-//! `digest_rows_total`, `digest_duration_seconds` (histogram), all labelled `digest` (16 hex
-//! digits), and `digest_info{digest,text}` = 1 carrying the normalized text cut to 200 characters.
+//! `digest_rows_total`, `digest_duration_seconds` (histogram), all labelled `digest` only (16 hex
+//! digits, the lexer's hash of the normalized text). The text itself is client input and never
+//! becomes a label: it is on the admin port (`SHOW DIGESTS`) and `GET /digests` (with the HTTP token).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,19 +13,15 @@ use std::sync::Arc;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, Metric, MetricFamily, MetricType};
 
-use super::digest::{truncate, DigestStats, Digests, DIGEST_BUCKETS};
+use super::digest::{DigestStats, Digests, DIGEST_BUCKETS};
 use super::Error;
 
-/// Longest text in the `digest_info` label, in bytes.
-const INFO_TEXT_LIMIT: usize = 200;
-
 /// Name, help, type and labels of each family.
-const FAMILIES: [(&str, &str, MetricType, &[&str]); 5] = [
+const FAMILIES: [(&str, &str, MetricType, &[&str]); 4] = [
     ("digest_queries_total", "Statements per digest (top digests only)", MetricType::COUNTER, &["digest"]),
     ("digest_errors_total", "Statements per digest that ended in an error", MetricType::COUNTER, &["digest"]),
     ("digest_rows_total", "Rows returned per digest", MetricType::COUNTER, &["digest"]),
     ("digest_duration_seconds", "Statement latency per digest", MetricType::HISTOGRAM, &["digest"]),
-    ("digest_info", "Normalized text of each digest (cut to 200 characters)", MetricType::GAUGE, &["digest", "text"]),
 ];
 
 /// The collector registered by [`super::Metrics::register`].
@@ -90,16 +87,6 @@ fn histogram(id: &str, stats: &DigestStats) -> Metric {
     m
 }
 
-fn info(id: &str, text: &str) -> Metric {
-    let mut text = text.to_owned();
-    truncate(&mut text, INFO_TEXT_LIMIT);
-    let mut g = proto::Gauge::default();
-    g.set_value(1.0);
-    let mut m = Metric::from_label(vec![label("digest", id), label("text", &text)]);
-    m.set_gauge(g);
-    m
-}
-
 impl Collector for DigestCollector {
     fn desc(&self) -> Vec<&Desc> {
         self.descs.iter().collect()
@@ -107,14 +94,13 @@ impl Collector for DigestCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let top = self.digests.top(usize::MAX);
-        let mut metrics: [Vec<Metric>; 5] = Default::default();
+        let mut metrics: [Vec<Metric>; 4] = Default::default();
         for stats in &top {
             let id = stats.id();
             metrics[0].push(counter(&id, stats.count));
             metrics[1].push(counter(&id, stats.errors));
             metrics[2].push(counter(&id, stats.rows));
             metrics[3].push(histogram(&id, stats));
-            metrics[4].push(info(&id, &stats.text));
         }
         FAMILIES
             .iter()

@@ -18,7 +18,7 @@ mod digest;
 mod tests;
 
 pub use backend::{BackendMetrics, BackendRow, Checkout, HeldCount};
-pub use client::{ClientMetrics, QueryResult, Reject, RouteLabel};
+pub use client::{ClientMetrics, ProtocolFault, QueryResult, Reject, RouteLabel};
 pub use digest::{truncate as truncate_text, DigestStats, Digests, DIGEST_BUCKETS, TEXT_LIMIT};
 
 use std::sync::Arc;

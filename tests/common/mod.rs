@@ -3,6 +3,7 @@
 //! input. A test that needs the cluster and cannot reach it fails, naming the command to run.
 #![allow(dead_code)]
 
+pub mod differential;
 pub mod faults;
 pub mod ops;
 pub mod raw;

@@ -37,6 +37,17 @@ impl RawClient {
 
     /// Logs in with the basic 4.1 capabilities plus `extra`.
     pub async fn login_with(port: u16, user: &str, password: &str, extra: CapabilityFlags) -> (RawClient, Bytes) {
+        Self::login_as(port, user, password, extra, 45).await
+    }
+
+    /// Logs in with the basic 4.1 capabilities plus `extra`, asking for handshake `collation`.
+    pub async fn login_as(
+        port: u16,
+        user: &str,
+        password: &str,
+        extra: CapabilityFlags,
+        collation: u8,
+    ) -> (RawClient, Bytes) {
         let mut client = Self::open(port).await;
         let caps = CapabilityFlags::CLIENT_PROTOCOL_41
             | CapabilityFlags::CLIENT_SECURE_CONNECTION
@@ -48,11 +59,12 @@ impl RawClient {
         let response = Response {
             capabilities: caps,
             max_packet: 1 << 24,
-            collation: 45,
+            collation,
             user: user.as_bytes().to_vec(),
             auth_response: scramble_native(&client.greeting.scramble, password.as_bytes()),
             database: None,
             auth_plugin: Some(b"mysql_native_password".to_vec()),
+            extended: 0,
         };
         let mut payload = BytesMut::new();
         response.encode(&mut payload);

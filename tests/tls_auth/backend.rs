@@ -75,6 +75,7 @@ async fn serve(listener: TcpListener, script: Script) -> Seen {
         collation: 255,
         status: 2,
         auth_plugin: plugin.as_bytes().to_vec(),
+        extended: 0,
     };
     let mut payload = BytesMut::new();
     greeting.encode(&mut payload);
@@ -128,6 +129,21 @@ async fn serve(listener: TcpListener, script: Script) -> Seen {
     let (_, query) = reader.packet(&mut stream, T, 1 << 20).await.unwrap();
     assert_eq!(query[0], 0x03, "session tracking is set up after login");
     send(&mut stream, 1, &[0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]).await;
+    // Then the handshake's character set variables: four columns, one row, OK as terminator.
+    let (_, query) = reader.packet(&mut stream, T, 1 << 20).await.unwrap();
+    assert_eq!(query[0], 0x03, "the handshake's character set variables are read after login");
+    send(&mut stream, 1, &[0x04]).await;
+    for seq in 2..6 {
+        send(&mut stream, seq, b"\x03def\x00\x00\x00\x01c\x00\x0c\x21\x00\x00\x01\x00\x00\xfd\x00\x00\x00\x00\x00")
+            .await;
+    }
+    let mut row = Vec::new();
+    for value in ["utf8mb4", "utf8mb4", "utf8mb4", "utf8mb4_general_ci"] {
+        row.push(value.len() as u8);
+        row.extend_from_slice(value.as_bytes());
+    }
+    send(&mut stream, 6, &row).await;
+    send(&mut stream, 7, &[0xFE, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00]).await;
     seen.logged_in = true;
     seen
 }
@@ -171,6 +187,7 @@ async fn login(script: Script, tls: TlsConfig) -> (Result<(), Error>, Seen) {
         database: None,
         collation: 45,
         extra_capabilities: CapabilityFlags::empty(),
+        extended: 0,
         connect_timeout: T,
         max_prepared: 4,
         tls: Arc::new(Connector::from_config(&tls).unwrap()),

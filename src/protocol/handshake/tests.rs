@@ -11,6 +11,7 @@ fn greeting() -> Greeting {
         collation: 45,
         status: 2,
         auth_plugin: b"mysql_native_password".to_vec(),
+        extended: 0,
     }
 }
 
@@ -23,7 +24,29 @@ fn response(database: Option<&[u8]>) -> Response {
         auth_response: vec![7; 20],
         database: database.map(<[u8]>::to_vec),
         auth_plugin: Some(b"mysql_native_password".to_vec()),
+        extended: 0,
     }
+}
+
+#[test]
+fn mariadb_extended_capabilities_round_trip_only_without_client_mysql() {
+    let mut g = greeting();
+    g.capabilities.remove(CapabilityFlags::CLIENT_LONG_PASSWORD);
+    g.extended = extended::RELAYED;
+    let mut buf = BytesMut::new();
+    g.encode(&mut buf);
+    assert_eq!(Greeting::parse(&buf).unwrap(), g);
+    let mut r = response(Some(b"shop"));
+    r.capabilities.remove(CapabilityFlags::CLIENT_LONG_PASSWORD);
+    r.extended = extended::EXTENDED_METADATA;
+    let mut buf = BytesMut::new();
+    r.encode(&mut buf);
+    assert_eq!(Response::parse(&buf).unwrap().extended, extended::EXTENDED_METADATA);
+    // A peer that sets CLIENT_MYSQL does not carry extended capabilities: the bytes are ignored.
+    r.capabilities.insert(CapabilityFlags::CLIENT_LONG_PASSWORD);
+    let mut buf = BytesMut::new();
+    r.encode(&mut buf);
+    assert_eq!(Response::parse(&buf).unwrap().extended, 0);
 }
 
 #[test]

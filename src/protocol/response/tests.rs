@@ -6,9 +6,9 @@ use super::*;
 use crate::protocol::okerr::{encode_err, STATUS_AUTOCOMMIT, STATUS_IN_TRANS};
 use crate::protocol::packet::{put_packet, FrameReader};
 
-const NEW: Framing = Framing { deprecate_eof: true, session_track: true };
-const OLD: Framing = Framing { deprecate_eof: false, session_track: false };
-const MID: Framing = Framing { deprecate_eof: true, session_track: false };
+const NEW: Framing = Framing { deprecate_eof: true, session_track: true, ps_multi_results: true };
+const OLD: Framing = Framing { deprecate_eof: false, session_track: false, ps_multi_results: true };
+const MID: Framing = Framing { deprecate_eof: true, session_track: false, ps_multi_results: true };
 
 fn ok_payload(header: u8, status: u16, session_state: &[u8]) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -101,6 +101,16 @@ fn ok_and_err_end_the_response() {
     let (steps, client) = run(Expect::Results, OLD, &[err_payload()]);
     assert!(matches!(&steps[0], Step::Done(o) if o.error == Some(1146)));
     assert_eq!(client, vec![(1, err_payload())]);
+}
+
+#[test]
+fn progress_reports_are_relayed_before_the_response() {
+    // Stage 1 of 2, 50.000%, then the statement's OK.
+    let progress = vec![0xFF, 0xFF, 0xFF, 1, 2, 0x50, 0xC3, 0x00, 0x05, b'c', b'o', b'p', b'y', b'!'];
+    let ok = ok_payload(0, STATUS_AUTOCOMMIT, b"");
+    let (steps, client) = run(Expect::Results, NEW, &[progress.clone(), progress.clone(), ok.clone()]);
+    assert!(matches!(steps[..], [Step::More, Step::More, Step::Done(ref o)] if o.error.is_none()), "{steps:?}");
+    assert_eq!(client, vec![(1, progress.clone()), (2, progress), (3, ok)]);
 }
 
 #[test]
@@ -230,4 +240,84 @@ fn fetch_field_list_and_single_packet_responses() {
     let (steps, client) = run(Expect::Single, NEW, &[b"Uptime: 5  Threads: 1".to_vec()]);
     assert!(matches!(steps[0], Step::Done(_)));
     assert_eq!(client[0].1, b"Uptime: 5  Threads: 1");
+}
+
+/// The EOF after the definitions, for an old client, takes the flags of the result's terminator
+/// (here `MORE_RESULTS_EXISTS` and `PS_OUT_PARAMS`, as inside a `CALL`), not the session's.
+#[test]
+fn the_eof_after_definitions_carries_the_terminators_flags() {
+    let more = okerr::MORE_RESULTS_EXISTS | hold::PS_OUT_PARAMS | STATUS_AUTOCOMMIT;
+    let mut packets = result_set(1, &[b"\x00\x00\x2a\x00\x00\x00"], more);
+    packets.push(ok_payload(OK_HEADER, STATUS_AUTOCOMMIT, b""));
+    let (steps, client) = run(Expect::Results, OLD, &packets);
+    assert!(matches!(steps.last(), Some(Step::Done(_))));
+    let eofs: Vec<u16> = client
+        .iter()
+        .filter(|(_, p)| p[0] == 0xFE && p.len() < 9)
+        .map(|(_, p)| u16::from_le_bytes([p[3], p[4]]))
+        .collect();
+    assert_eq!(eofs, vec![more, more]);
+    let seqs: Vec<u8> = client.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u8).collect::<Vec<_>>(), "contiguous sequence ids");
+}
+
+/// A client without `PS_MULTI_RESULTS` does not get the OUT-parameter result set; the closing
+/// OK follows the previous result directly, numbered on.
+#[test]
+fn out_parameters_are_dropped_for_clients_that_cannot_take_them() {
+    let framing = Framing { ps_multi_results: false, ..OLD };
+    let more = okerr::MORE_RESULTS_EXISTS | hold::PS_OUT_PARAMS | STATUS_AUTOCOMMIT;
+    let mut packets = result_set(1, &[b"\x00\x00\x2a\x00\x00\x00"], more);
+    packets.push(ok_payload(OK_HEADER, STATUS_AUTOCOMMIT, b""));
+    let (_, client) = run(Expect::Results, framing, &packets);
+    assert_eq!(client.len(), 1, "only the closing OK: {client:?}");
+    assert_eq!(client[0].0, 1);
+}
+
+/// A result larger than the hold limit streams: its EOF is written before the terminator is
+/// known, with the session's flags (per-statement flags of the previous statement dropped).
+#[test]
+fn a_large_result_streams_with_a_guessed_eof() {
+    let row = vec![0xAB; 1000];
+    let rows: Vec<&[u8]> = (0..30).map(|_| &row[..]).collect();
+    let packets = result_set(1, &rows, STATUS_AUTOCOMMIT | 0x0020);
+    let mut wire = BytesMut::new();
+    let mut seq = 1;
+    for p in &packets[..10] {
+        seq = put_packet(&mut wire, seq, p);
+    }
+    let mut tracker = Tracker::new(Expect::Results, OLD, 0, STATUS_AUTOCOMMIT | 0x0020);
+    let (mut out, mut rest) = (BytesMut::new(), wire);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let mut reader = FrameReader::new();
+    rt.block_on(async {
+        let mut io = &rest.split()[..];
+        while let Ok(frame) = reader.next(&mut io, std::time::Duration::from_secs(1)).await {
+            tracker.feed(frame, &mut out).unwrap();
+        }
+    });
+    assert!(tracker.is_holding() && !out.is_empty(), "a small start is held (buffered, not to be flushed)");
+    let (_, client) = run(Expect::Results, OLD, &packets);
+    let first_eof = client.iter().find(|(_, p)| p[0] == 0xFE).unwrap();
+    assert_eq!(u16::from_le_bytes([first_eof.1[3], first_eof.1[4]]), STATUS_AUTOCOMMIT | 0x0020, "small: exact");
+    let big = vec![0xCD; 70_000];
+    let packets = result_set(1, &[&big[..], &big[..]], STATUS_AUTOCOMMIT | 0x0020);
+    let mut wire = BytesMut::new();
+    let mut seq = 1;
+    for p in &packets[..3] {
+        seq = put_packet(&mut wire, seq, p);
+    }
+    let mut tracker = Tracker::new(Expect::Results, OLD, 0, STATUS_AUTOCOMMIT | 0x0020);
+    let mut out = BytesMut::new();
+    rt.block_on(async {
+        let mut io = &wire.split()[..];
+        while let Ok(frame) = reader.next(&mut io, std::time::Duration::from_secs(1)).await {
+            tracker.feed(frame, &mut out).unwrap();
+        }
+    });
+    // Column count, definition, guessed EOF, the first row: streamed before the terminator.
+    assert!(!tracker.is_holding(), "past the limit the result streams");
+    let eof_at = 4 + 1 + 4 + column_def("c0").len();
+    assert_eq!(&out[eof_at + 4..eof_at + 9], &[0xFE, 0, 0, 0x02, 0], "EOF with the session flags only");
+    assert_eq!(out.len(), eof_at + 9 + 4 + big.len());
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *step = "start";
 
@@ -148,6 +149,21 @@ static MYSQL *open_conn(const char *host, unsigned port, const char *user, const
   return m;
 }
 
+/* After the server (or the proxy) closed an idle session: what the next statement sees. A lost
+ * connection is 2006 or 2013 depending on timing (whether the write already failed); both print
+ * as "lost". */
+static void after_idle(MYSQL *m, const char *name) {
+  step = name;
+  if (mysql_query(m, "SELECT 1") == 0) {
+    mysql_free_result(mysql_store_result(m));
+    printf("%s: ok\n", step);
+  } else if (mysql_errno(m) == 2006 || mysql_errno(m) == 2013) {
+    printf("%s: lost\n", step);
+  } else {
+    say_error(m);
+  }
+}
+
 /* A new connection, so one section's failure cannot leave the next out of sync. */
 static MYSQL *reopen(MYSQL *m, const char *host, unsigned port, const char *user, const char *pw, const char *db) {
   mysql_close(m);
@@ -155,13 +171,19 @@ static MYSQL *reopen(MYSQL *m, const char *host, unsigned port, const char *user
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: %s HOST PORT USER PASSWORD DB\n", argv[0]);
+  if (argc != 6 && argc != 7) {
+    fprintf(stderr, "usage: %s HOST PORT USER PASSWORD DB [SQL]\n", argv[0]);
     return 2;
   }
   const char *host = argv[1], *user = argv[3], *pw = argv[4], *db = argv[5];
   unsigned port = (unsigned)atoi(argv[2]);
   MYSQL *m = open_conn(host, port, user, pw, db);
+  if (argc == 7) {
+    /* One statement: what libmariadb reports for it (for errors the proxy itself sends). */
+    text(m, "one", argv[6]);
+    mysql_close(m);
+    return 0;
+  }
   step = "connect";
   printf("%s: charset=%s\n", step, mysql_character_set_name(m));
   say_status(m);
@@ -197,7 +219,8 @@ int main(int argc, char **argv) {
   text(m, "rollback", "ROLLBACK");
   text(m, "autocommit_on", "SET autocommit = 1");
   /* Same connection as the writes: read-your-writes holds per session, not across them. */
-  text(m, "json_type", "SELECT j, JSON_TYPE(j) AS jt FROM t WHERE id = 1");
+  /* Another session wrote the row: the hint keeps the read off a replica that may lag (harmless directly). */
+  text(m, "json_type", "/* rwsplit:primary */ SELECT j, JSON_TYPE(j) AS jt FROM t WHERE id = 1");
 
   m = reopen(m, host, port, user, pw, db);
   step = "change_user";
@@ -235,6 +258,50 @@ int main(int argc, char **argv) {
   if (victim_ok) mysql_free_result(mysql_store_result(victim));
   printf("%s: alive=%d\n", step, victim_ok);
   mysql_close(victim);
+
+  /* KILL first in a multi-statement: translated, then the rest runs. */
+  victim = open_conn(host, port, user, pw, db);
+  snprintf(sql, sizeof sql, "KILL %lu; SELECT 1 AS one", mysql_thread_id(victim));
+  text(m, "kill_multi", sql);
+  step = "victim_after_kill_multi";
+  victim_ok = mysql_query(victim, "SELECT 1") == 0;
+  if (victim_ok) mysql_free_result(mysql_store_result(victim));
+  printf("%s: alive=%d\n", step, victim_ok);
+  mysql_close(victim);
+
+  /* KILL QUERY of an idle connection: OK, the connection lives on. */
+  victim = open_conn(host, port, user, pw, db);
+  snprintf(sql, sizeof sql, "KILL QUERY %lu", mysql_thread_id(victim));
+  text(m, "kill_query", sql);
+  step = "victim_after_kill_query";
+  victim_ok = mysql_query(victim, "SELECT 1") == 0;
+  if (victim_ok) mysql_free_result(mysql_store_result(victim));
+  printf("%s: alive=%d\n", step, victim_ok);
+  mysql_close(victim);
+
+  /* KILL after another statement: the proxy refuses rather than send an untranslated id. */
+  victim = open_conn(host, port, user, pw, db);
+  snprintf(sql, sizeof sql, "SELECT 1 AS one; KILL %lu", mysql_thread_id(victim));
+  text(m, "kill_after_select", sql);
+  step = "victim_after_kill_after_select";
+  victim_ok = mysql_query(victim, "SELECT 1") == 0;
+  if (victim_ok) mysql_free_result(mysql_store_result(victim));
+  printf("%s: alive=%d\n", step, victim_ok);
+  mysql_close(victim);
+  mysql_close(m);
+
+  /* Timeouts the client sets: the session is closed after that much idle time, as directly. */
+  m = open_conn(host, port, user, pw, db);
+  text(m, "wait_timeout_set", "SET SESSION wait_timeout = 1");
+  sleep(2);
+  after_idle(m, "wait_timeout");
+  mysql_close(m);
+  m = open_conn(host, port, user, pw, db);
+  text(m, "idle_txn_set", "SET SESSION idle_transaction_timeout = 1");
+  text(m, "idle_txn_begin", "BEGIN");
+  text(m, "idle_txn_update", "UPDATE t SET d = d WHERE id = 1");
+  sleep(2);
+  after_idle(m, "idle_txn");
   mysql_close(m);
   printf("done\n");
   return 0;
