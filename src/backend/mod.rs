@@ -64,6 +64,10 @@ pub enum Error {
         backend: String,
         /// How long the checkout waited.
         waited: Duration,
+        /// The pool had room for more connections: the wait was for a new connection to be made
+        /// (a backend slow to accept logins, a frozen one, or the backend's cap over all pools),
+        /// not for a busy one to come back.
+        connecting: bool,
     },
     /// `tls.backend` requires TLS but the server does not offer it (or the CA did not load).
     #[error("tls.backend requires TLS, but the server does not offer it or the proxy's TLS settings did not load")]
@@ -84,6 +88,20 @@ pub enum Error {
     /// A connection attempt made for another checkout failed; this is its description.
     #[error("{0}")]
     ConnectFailed(String),
+    /// A read waited on a backend that the monitor marked down meanwhile (its pools were
+    /// drained); the connection is given up. Nothing says the statement did not run there, but a
+    /// read may run again elsewhere when nothing of its answer reached the client.
+    #[error("the backend was marked down while the read waited for its answer (after {waited:?})")]
+    Abandoned {
+        /// How long the read had waited for the next response bytes.
+        waited: Duration,
+    },
+    /// A replica read got no response bytes for `pool.replica_read_timeout`.
+    #[error("no answer from the replica for {after:?} (pool.replica_read_timeout)")]
+    Stalled {
+        /// The bound that expired.
+        after: Duration,
+    },
 }
 
 impl Clone for Error {
@@ -108,7 +126,7 @@ impl Error {
 impl Error {
     /// True when the server did not answer in time: the statement may still be running there.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Protocol(protocol::Error::Timeout(_)))
+        matches!(self, Self::Protocol(protocol::Error::Timeout(_)) | Self::Stalled { .. })
     }
 
     /// True when nothing of a client's statement can have reached the server, so the statement

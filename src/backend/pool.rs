@@ -114,7 +114,11 @@ impl bb8::ManageConnection for Manager {
                 Some(permit) => permits.push(permit),
                 // Not a backend failure: nothing is announced, the backend stays up.
                 None => {
-                    return Err(Error::CheckoutTimeout { backend: self.name.clone(), waited: self.checkout_timeout })
+                    return Err(Error::CheckoutTimeout {
+                        backend: self.name.clone(),
+                        waited: self.checkout_timeout,
+                        connecting: false,
+                    })
                 }
             }
         }
@@ -163,13 +167,79 @@ pub struct Lease {
     /// The backend it belongs to.
     pub backend: BackendIndex,
     generation: Arc<AtomicU64>,
+    /// Set for a replica read (see [`Lease::watch_reads`]).
+    stall: Option<Duration>,
 }
+
+/// While a watched read waits, how often it looks whether its backend was drained (marked down).
+/// Only a wait this long costs an extra timer; a fast answer costs nothing more.
+const RETIRE_CHECK: Duration = Duration::from_millis(200);
 
 impl Lease {
     /// True when the backend's pools were drained after this connection was made (failover,
     /// backend down): whatever the session kept on it (a transaction, pinned state) is gone.
     pub fn is_retired(&self) -> bool {
         self.conn.generation != self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Bounds the next waits for response bytes (until changed): with `Some(bound)`, [`Lease::fill`]
+    /// gives up after `bound` without a byte ([`Error::Stalled`]) and as soon as the backend's pools
+    /// are drained ([`Error::Abandoned`]: the monitor marked it down). Replica reads set it; writes
+    /// and held connections do not (their outcome must not be left unknown for a probe's opinion).
+    pub fn watch_reads(&mut self, stall: Option<Duration>) {
+        self.stall = stall;
+    }
+
+    /// Waits up to `timeout` for more response bytes, within the bound set by
+    /// [`Lease::watch_reads`]. Shadows [`Conn::fill`] for leases. A timed-out socket read loses
+    /// nothing (`read_buf` is cancel-safe), so waiting in slices is exact.
+    pub async fn fill(&mut self, timeout: Duration) -> Result<(), Error> {
+        let Some(stall) = self.stall else { return self.conn.fill(timeout).await };
+        let limit = timeout.min(stall);
+        let mut waited = Duration::ZERO;
+        loop {
+            let slice = RETIRE_CHECK.min(limit.saturating_sub(waited));
+            match self.conn.fill(slice).await {
+                Err(err) if err.is_timeout() => {
+                    waited += slice;
+                    if self.is_retired() {
+                        return Err(Error::Abandoned { waited });
+                    }
+                    if waited >= limit {
+                        return Err(if limit < timeout { Error::Stalled { after: limit } } else { err });
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Conn::sync_to`] within the bound set by [`Lease::watch_reads`]: a sync on a backend
+    /// drained meanwhile fails with [`Error::Abandoned`] (the connection is then in an unknown
+    /// state, and the caller drops it), one without an answer for the bound with [`Error::Stalled`].
+    pub async fn sync_to(
+        &mut self,
+        target: &super::State,
+        need_insert_id: bool,
+        timeout: Duration,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        let Some(stall) = self.stall else { return self.conn.sync_to(target, need_insert_id, timeout).await };
+        let (generation, mine) = (&self.generation, self.conn.generation);
+        let work = self.conn.sync_to(target, need_insert_id, timeout.min(stall));
+        tokio::pin!(work);
+        let mut waited = Duration::ZERO;
+        loop {
+            match tokio::time::timeout(RETIRE_CHECK, &mut work).await {
+                Ok(Err(err)) if err.is_timeout() && stall < timeout => return Err(Error::Stalled { after: stall }),
+                Ok(result) => return result,
+                Err(_) => {
+                    waited += RETIRE_CHECK;
+                    if mine != generation.load(Ordering::Relaxed) {
+                        return Err(Error::Abandoned { waited });
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -428,7 +498,8 @@ impl Pools {
                     Ok(conn) => conn,
                     Err(bb8::RunError::User(err)) => return Err(err),
                     Err(bb8::RunError::TimedOut) => {
-                        return Err(Error::CheckoutTimeout { backend: name.to_owned(), waited: timeout })
+                        let connecting = pool.inner.state().connections < pool.max;
+                        return Err(Error::CheckoutTimeout { backend: name.to_owned(), waited: timeout, connecting })
                     }
                 },
                 () = &mut failed => return Err(pool.failures.last(name)),
@@ -441,7 +512,7 @@ impl Pools {
                 continue;
             }
             conn.last_checkout = now;
-            return Ok(Lease { conn, backend, generation: pool.generation.clone() });
+            return Ok(Lease { conn, backend, generation: pool.generation.clone(), stall: None });
         }
         Err(Error::ConnectFailed(format!("backend {name}: every idle connection was closed by the server")))
     }

@@ -175,6 +175,13 @@ pub struct PoolConfig {
     /// connection. Must be > 0. Default `"1h"`. Reloadable.
     #[serde(with = "humantime_serde")]
     pub query_timeout: Duration,
+    /// How long a read sent to a replica may wait for the replica's next response packet before
+    /// the proxy gives up on that connection (the client gets ERR 1158 (08S01), the connection is closed,
+    /// not pooled). A replica the monitor marks down meanwhile is given up at once (a read that sent
+    /// nothing to the client yet is retried on another replica). Bounded by `query_timeout`. Must be
+    /// > 0. Default `"30s"`. Reloadable.
+    #[serde(with = "humantime_serde")]
+    pub replica_read_timeout: Duration,
     /// Prepared statements each backend connection keeps open at most; the least recently used is
     /// closed beyond this (keep it well below the server's `max_prepared_stmt_count` divided by
     /// the number of connections). 1..=65536. Default `256`. Reloadable (new connections).
@@ -191,6 +198,7 @@ impl Default for PoolConfig {
             idle_timeout: Duration::from_secs(10 * 60),
             max_lifetime: Duration::from_secs(30 * 60),
             query_timeout: Duration::from_secs(3600),
+            replica_read_timeout: Duration::from_secs(30),
             max_prepared_per_connection: 256,
         }
     }

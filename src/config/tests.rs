@@ -115,6 +115,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(config.server.idle_timeout, Duration::from_secs(8 * 3600));
     assert_eq!(config.server.max_packet_size, 67_108_864);
     assert_eq!(config.pool.query_timeout, Duration::from_secs(3600));
+    assert_eq!(config.pool.replica_read_timeout, Duration::from_secs(30));
     assert_eq!(config.monitor.failure_threshold, 3);
     assert_eq!(config.routing.consistency, Consistency::Eventual);
     assert_eq!(config.routing.no_replica, NoReplica::Primary);

@@ -225,6 +225,7 @@ fn pool(pool: &PoolConfig, out: &mut Problems) {
     out.positive("pool.idle_timeout", pool.idle_timeout);
     out.positive("pool.max_lifetime", pool.max_lifetime);
     out.positive("pool.query_timeout", pool.query_timeout);
+    out.positive("pool.replica_read_timeout", pool.replica_read_timeout);
     if !(1..=65536).contains(&pool.max_prepared_per_connection) {
         out.add("pool.max_prepared_per_connection", "must be between 1 and 65536".to_string());
     }

@@ -147,9 +147,10 @@ impl ClientError {
     /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
     pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
         match err {
-            backend::Error::CheckoutTimeout { .. } => {
-                // The server's exact text; which backend and how long go to the log.
-                tracing::warn!(backend, error = %err, "checkout timed out; client gets 1040");
+            backend::Error::CheckoutTimeout { connecting, .. } => {
+                // The server's exact text; which backend, how long and what was waited for (a busy
+                // pool, or a new connection that did not finish opening) go to the log.
+                tracing::warn!(backend, error = %err, connecting, "checkout timed out; client gets 1040");
                 Self::too_many_connections()
             }
             _ => Self::backend_unavailable(backend, err),

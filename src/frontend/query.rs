@@ -168,7 +168,14 @@ impl Session {
                 }
             };
             let mut lease = lease;
-            match lease.sync_to(&self.state, stmt.flags.contains(Flags::LAST_INSERT_ID), timeout).await {
+            // A read on a replica is bounded and given up when the monitor marks the replica
+            // down; anything on the primary or a held connection waits out query_timeout.
+            let watched =
+                matches!(route.target, Target::Replica | Target::Backend(_)) && topology.primary != Some(lease.backend);
+            let stall = watched.then_some(config.pool.replica_read_timeout);
+            lease.watch_reads(stall);
+            let sync_timeout = stall.map_or(timeout, |stall| stall.min(timeout));
+            match lease.sync_to(&self.state, stmt.flags.contains(Flags::LAST_INSERT_ID), sync_timeout).await {
                 Ok(None) => {}
                 Ok(Some(refusal)) => {
                     self.keep_if_held(lease, route.target);
@@ -378,7 +385,10 @@ impl Session {
                 if connect_failed {
                     node.mark_down(DOWN_AFTER_FAILURE);
                 }
-                Err((ClientError::checkout_failed(node.name(), &err), connect_failed.then_some(index)))
+                // Nothing was sent, so a read may go elsewhere after a checkout timeout too (a
+                // frozen replica accepts TCP but never logs in); the replica stays in rotation.
+                let elsewhere = connect_failed || retryable;
+                Err((ClientError::checkout_failed(node.name(), &err), elsewhere.then_some(index)))
             }
         }
     }

@@ -1,0 +1,203 @@
+//! A frozen replica (`kill -STOP`) on the real cluster, under a load of reads and writes through
+//! the proxy: reads waiting on it are given up once the monitor marks it down (and retried on the
+//! other replica), so no client stays stuck for the length of the freeze; and a read pinned to a
+//! frozen replica by a hint fails after `pool.replica_read_timeout` with ERR 1158 (08S01).
+//!
+//! Its own test binary, so no other binary's tests run while a replica is frozen; within it the
+//! tests take `faults::SERIAL`. A guard sends SIGCONT however a test ends, and the cleanup waits
+//! until the replica has caught up again.
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::faults::{self, restore_cluster, with_cleanup};
+use common::{eventually, fresh_db, server_error, Cluster, TestProxy};
+use mysql_async::prelude::*;
+use mysql_async::{Conn, Opts};
+use rwsplit::backend::Health;
+
+const CLIENTS: usize = 12;
+/// How long the replica stays frozen.
+const FREEZE: Duration = Duration::from_secs(12);
+/// The longest a client may go without a completed statement while the replica is frozen. The
+/// monitor's defaults (1 s interval and timeout, 3 failures) mark it down after about 3.2 s.
+const STALL_BOUND: Duration = Duration::from_secs(6);
+
+/// A process stopped with SIGSTOP; SIGCONT when dropped, also on a panic.
+struct Frozen(u32);
+
+impl Frozen {
+    fn new(pid: u32) -> Frozen {
+        let status = Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+        assert!(status.success(), "kill -STOP {pid} failed");
+        Frozen(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+}
+
+#[derive(Debug, Clone)]
+struct Op {
+    client: usize,
+    kind: Kind,
+    start: Instant,
+    end: Instant,
+    error: Option<String>,
+}
+
+async fn client(i: usize, opts: Opts, stop: Arc<AtomicBool>, ops: Arc<Mutex<Vec<Op>>>) {
+    let mut conn = Conn::new(opts).await.unwrap();
+    let mut id = i64::try_from(i).unwrap() * 100_000_000;
+    while !stop.load(Ordering::Relaxed) {
+        for kind in [Kind::Write, Kind::Read] {
+            let sql = match kind {
+                Kind::Write => format!("INSERT INTO w VALUES ({id}, {i})"),
+                Kind::Read => format!("SELECT COUNT(*) FROM w WHERE client = {i}"),
+            };
+            id += 1;
+            let start = Instant::now();
+            let error = conn.query_drop(sql).await.err().map(|e| e.to_string());
+            ops.lock().unwrap().push(Op { client: i, kind, start, end: Instant::now(), error });
+        }
+    }
+}
+
+/// The longest time client `i` went without completing a statement within `[from, to]`.
+fn longest_gap(ops: &[Op], i: usize, from: Instant, to: Instant) -> Duration {
+    let mut ends: Vec<Instant> =
+        ops.iter().filter(|o| o.client == i && o.end > from && o.end < to).map(|o| o.end).collect();
+    ends.sort();
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for end in ends.into_iter().chain(std::iter::once(to)) {
+        longest = longest.max(end - last);
+        last = end;
+    }
+    longest
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_replica_stalls_no_client_for_long() {
+    let _serial = faults::SERIAL.lock().await;
+    with_cleanup(frozen_replica_under_load(), restore_cluster()).await;
+}
+
+async fn frozen_replica_under_load() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let proxy = TestProxy::start(cluster.clone()).await;
+    let db = fresh_db(&cluster, "frozen").await;
+    let mut setup = proxy.connect_db(&db).await;
+    setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
+    cluster.wait_replicas().await;
+
+    let (pid, port) = faults::node("REPLICA1");
+    let index = cluster.ports.iter().position(|&p| p == port).unwrap();
+    let ops = Arc::new(Mutex::new(Vec::<Op>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), ops.clone())));
+    }
+    let o = &ops;
+    let busy = eventually(Duration::from_secs(20), move || async move { o.lock().unwrap().len() > 500 }).await;
+    assert!(busy, "the clients are running statements");
+
+    let frozen_at = Instant::now();
+    let frozen = Frozen::new(pid);
+    let p = &proxy;
+    let down = eventually(FREEZE, move || async move { p.handle.topology().nodes[index].health == Health::Down }).await;
+    let marked_down = frozen_at.elapsed();
+    assert!(down, "the monitor marked the frozen replica down");
+    tokio::time::sleep_until((frozen_at + FREEZE).into()).await;
+    let thawed_at = Instant::now();
+    drop(frozen);
+    // Reads return to the replica once it answers probes again.
+    let back =
+        eventually(
+            Duration::from_secs(20),
+            move || async move { p.handle.topology().nodes[index].health == Health::Up },
+        )
+        .await;
+    assert!(back, "the thawed replica is up again");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let ops = ops.lock().unwrap().clone();
+    let gaps: Vec<Duration> = (0..CLIENTS).map(|i| longest_gap(&ops, i, frozen_at, thawed_at)).collect();
+    let worst = gaps.iter().copied().max().unwrap_or_default();
+    let during = |kind: Kind| {
+        ops.iter().filter(|o| o.kind == kind && o.error.is_none() && o.start > frozen_at && o.end < thawed_at).count()
+    };
+    let (reads, writes) = (during(Kind::Read), during(Kind::Write));
+    let errors: Vec<&Op> = ops.iter().filter(|o| o.error.is_some()).collect();
+    eprintln!(
+        "frozen {FREEZE:?}; marked down after {marked_down:?}; longest stall per client {gaps:?} (worst {worst:?}); \
+         during the freeze {reads} reads and {writes} writes succeeded; {} errors",
+        errors.len()
+    );
+    assert!(worst < STALL_BOUND, "a client was stuck {worst:?} while a replica was frozen: {gaps:?}");
+    assert!(
+        reads > 10 * CLIENTS && writes > 10 * CLIENTS,
+        "statements flowed during the freeze: {reads} reads, {writes} writes"
+    );
+    // Reads stuck on the frozen replica had sent nothing to their client: they ran again on the
+    // other replica, so no statement failed.
+    assert!(errors.is_empty(), "statements failed: {:?}", &errors[..errors.len().min(5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_pinned_to_a_frozen_replica_fails_after_the_stall_bound() {
+    let _serial = faults::SERIAL.lock().await;
+    with_cleanup(stall_bound(), restore_cluster()).await;
+}
+
+async fn stall_bound() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    // The monitor is told to be patient, so only the stall bound can end the wait.
+    config.monitor.failure_threshold = 1000;
+    config.pool.replica_read_timeout = Duration::from_secs(1);
+    let proxy = TestProxy::start_with(cluster.clone(), config.clone()).await;
+    let (pid, port) = faults::node("REPLICA1");
+    let index = cluster.ports.iter().position(|&p| p == port).unwrap();
+    let name = config.backends[index].name.clone();
+    let mut conn = proxy.connect().await;
+    let hinted = format!("/* rwsplit:backend={name} */ SELECT @@port");
+    let seen: Option<u16> = conn.query_first(&hinted).await.unwrap();
+    assert_eq!(seen, Some(port));
+
+    let frozen = Frozen::new(pid);
+    let started = Instant::now();
+    let err = conn.query_drop(&hinted).await.unwrap_err();
+    let waited = started.elapsed();
+    let (code, _, message) = server_error(&err);
+    eprintln!("hinted read on the frozen replica failed after {waited:?}: {code} {message}");
+    assert_eq!(code, 1158, "ER_NET_READ_ERROR, a lost connection to drivers: {message}");
+    assert!(message.contains("replica_read_timeout"), "the error names the bound: {message}");
+    assert!(waited >= Duration::from_secs(1) && waited < Duration::from_secs(3), "failed after {waited:?}");
+    // The session goes on: the next statement runs elsewhere.
+    let other: Option<u16> = conn.query_first("/* rwsplit:primary */ SELECT @@port").await.unwrap();
+    assert_eq!(other, Some(cluster.primary));
+    drop(frozen);
+    // The abandoned connection was closed, not pooled: once thawed, the replica answers a new one.
+    let again: Option<u16> = conn.query_first(&hinted).await.unwrap();
+    assert_eq!(again, Some(port));
+}
