@@ -180,3 +180,53 @@ async fn control_endpoints_need_the_token_and_probes_do_not() {
         assert_eq!(status(addr, request("GET", open, None)).await, 200, "{open}");
     }
 }
+
+/// Issue 13 item 8: a user whose backend password is wrong logs in to the proxy (its own password
+/// is right) and then gets, for its first write and its first read, at once, an error saying that
+/// the backend refused the proxy's login for it, not a wait for a failover that ends in "no
+/// primary". Nobody else is affected: the backends stay in rotation for users with good
+/// credentials.
+#[tokio::test]
+async fn a_wrong_backend_password_fails_at_once_and_says_so() {
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    let mut broken = config.users[0].clone();
+    broken.name = rwsplit::config::UserName::new("misconfigured");
+    broken.password = Some("client-side".into());
+    broken.backend_user = "app".into();
+    broken.backend_password = Some("not-the-backend-password".into());
+    config.users.push(broken);
+    config.routing.failover_hold = Duration::from_secs(10);
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    // Both set, so that mysql_async sends no query of its own at connect.
+    let opts = mysql_async::OptsBuilder::from_opts(proxy.opts(None))
+        .user(Some("misconfigured"))
+        .pass(Some("client-side"))
+        .max_allowed_packet(Some(16 << 20))
+        .wait_timeout(Some(28_800));
+    let mut conn = mysql_async::Conn::new(opts).await.expect("the proxy's own login succeeds");
+    let db = common::fresh_db(&cluster, "wrongpass").await;
+    for sql in [format!("CREATE TABLE `{db}`.t (a INT)"), "SELECT 1".to_owned(), "SELECT @@port".to_owned()] {
+        let started = Instant::now();
+        let err = mysql_async::prelude::Queryable::query_drop(&mut conn, &sql).await.expect_err("the backend refuses");
+        let waited = started.elapsed();
+        let (code, state, message) = common::server_error(&err);
+        assert_eq!((code, state.as_str()), (1045, "28000"), "{sql}: {message}");
+        assert!(
+            message.contains("refused the login")
+                && message.contains("misconfigured")
+                && message.contains("Access denied"),
+            "{sql}: {message}"
+        );
+        assert!(waited < Duration::from_secs(5), "{sql}: answered after {waited:?}, as if waiting for a failover");
+    }
+    // The backends were not taken out of rotation for everybody else.
+    let topology = proxy.handle.topology();
+    assert!(topology.primary.is_some());
+    for node in &topology.nodes {
+        assert!(node.is_up() && (Some(node.index) == topology.primary || node.is_readable()), "{node:?}");
+    }
+    let mut good = proxy.connect().await;
+    let port: u16 = mysql_async::prelude::Queryable::query_first(&mut good, "SELECT @@port").await.unwrap().unwrap();
+    assert!(cluster.replicas().contains(&port), "reads still go to the replicas ({port})");
+}

@@ -118,7 +118,39 @@ impl Error {
             Self::Refused { code, sqlstate, message } => {
                 Self::Refused { code: *code, sqlstate: sqlstate.clone(), message: message.clone() }
             }
+            Self::UnsupportedAuth(plugin) => Self::UnsupportedAuth(plugin.clone()),
+            Self::AuthExchange(why) => Self::AuthExchange(why),
+            Self::MissingCapability(what) => Self::MissingCapability(what),
+            Self::TlsRequired => Self::TlsRequired,
             other => Self::ConnectFailed(other.to_string()),
+        }
+    }
+
+    /// True when the server answered the connect with a refusal: it is up and reachable, so
+    /// neither a failover nor marking it down helps, and the client should hear why at once.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Self::Refused { .. }
+                | Self::UnsupportedAuth(_)
+                | Self::AuthExchange(_)
+                | Self::MissingCapability(_)
+                | Self::TlsRequired
+        )
+    }
+
+    /// True when the server refused the credentials the proxy logged in with (wrong backend
+    /// password, unknown or locked account, host not allowed, an authentication method the proxy
+    /// cannot use): a configuration problem of one user, not a backend failure.
+    pub fn is_login_refusal(&self) -> bool {
+        // ER_DBACCESS_DENIED_ERROR, ER_ACCESS_DENIED_ERROR, ER_HOST_IS_BLOCKED,
+        // ER_HOST_NOT_PRIVILEGED, ER_NOT_SUPPORTED_AUTH_MODE, ER_ACCESS_DENIED_NO_PASSWORD_ERROR,
+        // ER_MUST_CHANGE_PASSWORD_LOGIN, ER_ACCOUNT_HAS_BEEN_LOCKED (MySQL, MariaDB).
+        const ACCESS: [u16; 9] = [1044, 1045, 1129, 1130, 1251, 1698, 1862, 3118, 4151];
+        match self {
+            Self::Refused { code, .. } => ACCESS.contains(code),
+            Self::UnsupportedAuth(_) | Self::AuthExchange(_) => true,
+            _ => false,
         }
     }
 }

@@ -355,7 +355,9 @@ impl Session {
                         tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
                     }
                     Ok(_) => {}
-                    Err(err) => return Err(ClientError::checkout_failed(node.name(), &err)),
+                    Err(err) => {
+                        return Err(ClientError::checkout_failed(node.name(), self.login.user.name.as_str(), &err))
+                    }
                 }
             }
         }

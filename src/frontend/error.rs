@@ -145,8 +145,9 @@ impl ClientError {
     }
 
     /// The checkout for a backend failed: the backend is unreachable or its pool is exhausted.
-    pub fn checkout_failed(backend: &str, err: &backend::Error) -> Self {
+    pub fn checkout_failed(backend: &str, user: &str, err: &backend::Error) -> Self {
         match err {
+            err if err.is_login_refusal() => Self::backend_refused_login(backend, user, err),
             backend::Error::CheckoutTimeout { connecting, .. } => {
                 // The server's exact text; which backend, how long and what was waited for (a busy
                 // pool, or a new connection that did not finish opening) go to the log.
@@ -155,6 +156,25 @@ impl ClientError {
             }
             _ => Self::backend_unavailable(backend, err),
         }
+    }
+
+    /// A backend refused the proxy's login for `user` (wrong `backend_password`, an account the
+    /// backend does not have, ...): `ER_ACCESS_DENIED_ERROR` (1045, 28000), with the backend's
+    /// own words, so that the operator sees what to fix. Logged too.
+    pub fn backend_refused_login(backend: &str, user: &str, err: &backend::Error) -> Self {
+        tracing::warn!(backend, user, error = %err, "the backend refused the proxy's login for this user");
+        let why = match err {
+            backend::Error::Refused { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        Self::new(
+            1045,
+            b"28000",
+            format!(
+                "rwsplit: backend '{backend}' refused the login for user '{user}': {why} (check backend_user and \
+                 backend_password of this user in the proxy's configuration)"
+            ),
+        )
     }
 
     /// No primary is known, so a write cannot run.

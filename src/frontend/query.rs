@@ -381,14 +381,17 @@ impl Session {
             Ok(lease) => Ok(lease),
             Err(err) => {
                 tracing::warn!(backend = node.name(), error = %err, "backend checkout failed");
-                let connect_failed = !matches!(err, backend::Error::CheckoutTimeout { .. });
+                // A server that refused the login is up: it stays in rotation for everybody else,
+                // and a write does not wait for a failover that will not come.
+                let connect_failed = !matches!(err, backend::Error::CheckoutTimeout { .. }) && !err.is_refusal();
                 if connect_failed {
                     node.mark_down(DOWN_AFTER_FAILURE);
                 }
                 // Nothing was sent, so a read may go elsewhere after a checkout timeout too (a
                 // frozen replica accepts TCP but never logs in); the replica stays in rotation.
                 let elsewhere = connect_failed || retryable;
-                Err((ClientError::checkout_failed(node.name(), &err), elsewhere.then_some(index)))
+                let user = self.login.user.name.as_str();
+                Err((ClientError::checkout_failed(node.name(), user, &err), elsewhere.then_some(index)))
             }
         }
     }
