@@ -367,3 +367,127 @@ async fn no_primary() {
     let ids: Vec<i32> = conn.query("/* rwsplit:primary */ SELECT id FROM t ORDER BY id").await.unwrap();
     assert_eq!(ids, [4, 5], "the rolled-back transaction left nothing behind");
 }
+
+/// The replica that received the most of a frozen primary's transactions, once both have stopped
+/// moving: its `env` label and port. Promoting it keeps the other one a prefix of it, so that
+/// `scripts/cluster.sh failover` can repoint that one afterwards.
+async fn most_advanced_replica() -> (&'static str, u16) {
+    let labels = ["REPLICA1", "REPLICA2"];
+    let mut conns = Vec::new();
+    for label in labels {
+        conns.push(direct(faults::node(label).1).await);
+    }
+    let mut last: Vec<String> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut now = Vec::new();
+        for conn in &mut conns {
+            now.push(conn.query_first::<String, _>("SELECT @@global.gtid_current_pos").await.unwrap().unwrap());
+        }
+        if now == last || Instant::now() > deadline {
+            // One domain, one stream of transactions: the higher sequence number has more.
+            let seq = |pos: &str| pos.rsplit('-').next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            let best = if seq(&now[1]) > seq(&now[0]) { 1 } else { 0 };
+            return (labels[best], faults::node(labels[best]).1);
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// Issue 13 item 10: the primary freezes (SIGSTOP: it accepts connections and answers nothing,
+/// like a network black hole), and an orchestrator promotes a replica. Writes must follow the
+/// promotion within about a second, without waiting for the frozen primary to be confirmed down
+/// by probe timeouts, and the statements stuck on the frozen primary must fail (once per client,
+/// outcome unknown) instead of hanging for `pool.query_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_follow_a_promotion_away_from_a_frozen_primary() {
+    let _serial = faults::SERIAL.lock().await;
+    let cleanup = async {
+        // Kills the frozen primary (SIGKILL ends a stopped process) and wires the other replica
+        // to the promoted one; `up` rebuilds the killed node as a replica.
+        cluster_sh_async(&["failover"]).await;
+        restore_cluster().await;
+    };
+    with_cleanup(frozen_primary(), cleanup).await;
+}
+
+async fn frozen_primary() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    config.routing.failover_hold = Duration::from_secs(15);
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let db = fresh_db(&cluster, "frozen").await;
+    let mut setup = proxy.connect_db(&db).await;
+    setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
+
+    let journal = Arc::new(Journal::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for i in 0..CLIENTS {
+        clients.push(tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), journal.clone())));
+    }
+    let j: &Journal = &journal;
+    let busy = eventually(Duration::from_secs(20), move || async move { j.acked.lock().unwrap().len() > 200 }).await;
+    assert!(busy, "the clients are writing");
+
+    let (pid, old_port) = faults::node("PRIMARY");
+    let status = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+    assert!(status.success(), "kill -STOP {pid}");
+    let frozen = Instant::now();
+    let (label, new_port) = most_advanced_replica().await;
+    let promote = move || root_sql(label, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0");
+    tokio::task::spawn_blocking(promote).await.unwrap();
+    let promoted = Instant::now();
+    let (_, elected) = proxy_view(&proxy, old_port).await;
+
+    let writes_after = |t: Instant| {
+        let ops = journal.ops.lock().unwrap();
+        ops.iter().filter(|o| o.error.is_none() && o.kind != Kind::Read && o.start > t).count()
+    };
+    let w = &writes_after;
+    let resumed = eventually(Duration::from_secs(30), move || async move { w(promoted) > 3 * CLIENTS }).await;
+    assert!(resumed, "writes resumed after the promotion");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let joined = tokio::time::timeout(Duration::from_secs(20), c).await;
+        assert!(joined.is_ok(), "a client is still stuck on the frozen primary");
+        joined.unwrap().unwrap();
+    }
+
+    let ops = journal.ops.lock().unwrap().clone();
+    let first_write = ops
+        .iter()
+        .filter(|o| o.error.is_none() && matches!(o.kind, Kind::Write | Kind::Commit) && o.start > promoted)
+        .map(|o| o.end)
+        .min()
+        .expect("a write succeeded after the promotion");
+    let resume = first_write.saturating_duration_since(promoted);
+    let stuck: Vec<&Op> = ops.iter().filter(|o| o.error.is_some()).collect();
+    let last_error = stuck.iter().map(|o| o.end).max().map(|t| t.saturating_duration_since(promoted));
+    eprintln!(
+        "freeze → promotion {:?}; promotion → proxy elects it {:?}; promotion → first write acknowledged {resume:?}; \
+         {} statements failed, the last {last_error:?} after the promotion; {} statements",
+        promoted - frozen,
+        elected.saturating_duration_since(promoted),
+        stuck.len(),
+        ops.len()
+    );
+    assert!(resume <= Duration::from_secs(1), "writes resumed {resume:?} after the promotion");
+
+    // Errors only for statements that reached the frozen primary (running at the freeze, or sent
+    // to it before the proxy followed the promotion) or in transactions open then: at most one
+    // per client, never a read, and each says the outcome is unknown.
+    let mut errors_per_client = vec![0; CLIENTS];
+    for op in &stuck {
+        errors_per_client[op.client] += 1;
+        assert!(op.start < elected || op.transaction.is_some_and(|t| t < elected), "late error: {op:?}");
+        assert_ne!(op.kind, Kind::Read, "a read failed: {op:?}");
+        let error = op.error.as_deref().unwrap_or_default();
+        assert!(error.contains("1158") || error.contains("1213"), "{error}");
+    }
+    assert!(errors_per_client.iter().all(|&n| n <= 1), "one error at most per client: {errors_per_client:?}");
+    let new_index = BackendIndex(cluster.ports.iter().position(|&p| p == new_port).unwrap());
+    assert_eq!(proxy.handle.topology().primary, Some(new_index));
+}

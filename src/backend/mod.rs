@@ -16,7 +16,7 @@ mod topology;
 
 pub use conn::{Conn, ConnectParams, ServerInfo};
 pub use gtid::{Gtid, ParseError as GtidParseError, Position as GtidPosition};
-pub use pool::{Lease, Pool, PoolKey, PoolStats, Pools, ResetCounts};
+pub use pool::{Evidence, Lease, Pool, PoolKey, PoolStats, Pools, ResetCounts, Watch};
 pub use state::{Applied, State};
 pub use stmt::{GlobalId, Owner, StmtCache};
 pub use topology::{BackendIndex, Balancer, Health, Node, Replication, Role, Topology, TopologyCell};
@@ -94,6 +94,13 @@ pub enum Error {
     #[error("the backend was marked down while the read waited for its answer (after {waited:?})")]
     Abandoned {
         /// How long the read had waited for the next response bytes.
+        waited: Duration,
+    },
+    /// A statement waited on a primary that the monitor replaced meanwhile (another backend was
+    /// elected); the connection is given up. Its outcome is unknown, as when a server dies.
+    #[error("the backend stopped being the primary while the statement waited for its answer (after {waited:?}); its outcome is unknown")]
+    Demoted {
+        /// How long the statement had waited for the next response bytes.
         waited: Duration,
     },
     /// A replica read got no response bytes for `pool.replica_read_timeout`.

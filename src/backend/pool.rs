@@ -59,7 +59,7 @@ pub struct Manager {
     connect_timeout: Duration,
     max_prepared: usize,
     /// The backend's generation (see [`Pools::drain`]).
-    generation: Arc<AtomicU64>,
+    marks: Arc<Marks>,
     /// Prepared statements open on the backend, over all its connections.
     prepared: Arc<AtomicI64>,
     /// bb8 never hands a connect error to a waiting checkout (it only times out), so failures
@@ -138,7 +138,7 @@ impl bb8::ManageConnection for Manager {
         match Conn::connect(&params).await {
             Ok(mut conn) => {
                 conn.permits = permits;
-                conn.generation = self.generation.load(Ordering::Relaxed);
+                conn.generation = self.marks.generation.load(Ordering::Relaxed);
                 conn.stmts.count_in(self.prepared.clone());
                 Ok(Box::new(conn))
             }
@@ -156,7 +156,7 @@ impl bb8::ManageConnection for Manager {
 
     fn has_broken(&self, conn: &mut Box<Conn>) -> bool {
         conn.broken
-            || conn.generation != self.generation.load(Ordering::Relaxed)
+            || conn.generation != self.marks.generation.load(Ordering::Relaxed)
             || (!self.with_schema && conn.state.schema.is_some())
     }
 }
@@ -166,44 +166,109 @@ pub struct Lease {
     conn: bb8::PooledConnection<'static, Manager>,
     /// The backend it belongs to.
     pub backend: BackendIndex,
-    generation: Arc<AtomicU64>,
-    /// Set for a replica read (see [`Lease::watch_reads`]).
-    stall: Option<Duration>,
+    marks: Arc<Marks>,
+    /// What a wait for the server gives up on (see [`Lease::watch`]).
+    watch: Watch,
 }
 
-/// While a watched read waits, how often it looks whether its backend was drained (marked down).
-/// Only a wait this long costs an extra timer; a fast answer costs nothing more.
+/// A backend's generation, its last demotion and what the data path saw of it, shared by its
+/// pools and their leases.
+#[derive(Debug, Default)]
+struct Marks {
+    /// Bumped by every [`Pools::drain`].
+    generation: AtomicU64,
+    /// The generation [`Pools::demote`] set when the backend last stopped being the primary (0 =
+    /// never): connections made before it belong to a former primary.
+    demoted: AtomicU64,
+    /// Statements the backend answered ([`Lease::answered`]).
+    answered: AtomicU64,
+    /// [`RETIRE_CHECK`] slices a watched statement waited on it without a byte.
+    silent: AtomicU64,
+    /// Woken when a watched statement has waited [`STALL_NOTICE`] without a byte (the monitor
+    /// probes at once); shared by every backend of one [`Pools`].
+    stalls: Arc<tokio::sync::Notify>,
+}
+
+impl Marks {
+    /// One more slice of a wait went by without a byte; the wait has now lasted `waited`.
+    fn silent_slice(&self, waited: Duration, slice: Duration) {
+        self.silent.fetch_add(1, Ordering::Relaxed);
+        if waited >= STALL_NOTICE && waited.saturating_sub(slice) < STALL_NOTICE {
+            self.stalls.notify_one();
+        }
+    }
+}
+
+/// What the data path saw of one backend, for the monitor: a failed probe means little while
+/// statements are being answered (the proxy itself may be starved of CPU), and much while
+/// statements wait on the backend without an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evidence {
+    /// Statements answered so far.
+    pub answered: u64,
+    /// Slices of [`RETIRE_CHECK`] that watched statements waited without a byte, so far.
+    pub silent: u64,
+}
+
+/// What a statement's wait for its answer gives up on, besides the caller's timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// Nothing: the wait lasts the caller's whole timeout.
+    Off,
+    /// A read on a replica: gives up after the bound without an answer ([`Error::Stalled`]) and
+    /// as soon as the backend's pools are drained ([`Error::Abandoned`]: the monitor marked it
+    /// down).
+    Read(Duration),
+    /// A statement on the primary: gives up only when the backend stops being the primary
+    /// ([`Error::Demoted`]: the monitor elected another one). Marked down alone is not enough:
+    /// a primary that is merely slow, or frozen with no replacement, keeps its statements, whose
+    /// outcome must not be left unknown on a probe's opinion.
+    Primary,
+}
+
+/// While a watched statement waits, how often it looks whether its backend was drained or
+/// demoted. Only a wait this long costs an extra timer; a fast answer costs nothing more.
 const RETIRE_CHECK: Duration = Duration::from_millis(200);
+
+/// A watched statement that has waited this long without a byte asks the monitor to probe its
+/// backend at once (once per statement).
+const STALL_NOTICE: Duration = Duration::from_millis(600);
 
 impl Lease {
     /// True when the backend's pools were drained after this connection was made (failover,
     /// backend down): whatever the session kept on it (a transaction, pinned state) is gone.
     pub fn is_retired(&self) -> bool {
-        self.conn.generation != self.generation.load(Ordering::Relaxed)
+        self.conn.generation != self.marks.generation.load(Ordering::Relaxed)
     }
 
-    /// Bounds the next waits for response bytes (until changed): with `Some(bound)`, [`Lease::fill`]
-    /// gives up after `bound` without a byte ([`Error::Stalled`]) and as soon as the backend's pools
-    /// are drained ([`Error::Abandoned`]: the monitor marked it down). Replica reads set it; writes
-    /// and held connections do not (their outcome must not be left unknown for a probe's opinion).
-    pub fn watch_reads(&mut self, stall: Option<Duration>) {
-        self.stall = stall;
+    /// Sets what the next waits for the server give up on (until changed); see [`Watch`].
+    pub fn watch(&mut self, watch: Watch) {
+        self.watch = watch;
     }
 
-    /// Waits up to `timeout` for more response bytes, within the bound set by
-    /// [`Lease::watch_reads`]. Shadows [`Conn::fill`] for leases. A timed-out socket read loses
-    /// nothing (`read_buf` is cancel-safe), so waiting in slices is exact.
+    /// Counts a statement the backend answered, as health evidence for the monitor.
+    pub fn answered(&self) {
+        self.marks.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Waits up to `timeout` for more response bytes, within what [`Lease::watch`] set. Shadows
+    /// [`Conn::fill`] for leases. A timed-out socket read loses nothing (`read_buf` is
+    /// cancel-safe), so waiting in slices is exact and costs one timer, as one whole wait does.
     pub async fn fill(&mut self, timeout: Duration) -> Result<(), Error> {
-        let Some(stall) = self.stall else { return self.conn.fill(timeout).await };
-        let limit = timeout.min(stall);
+        let limit = match self.watch {
+            Watch::Off => return self.conn.fill(timeout).await,
+            Watch::Read(stall) => timeout.min(stall),
+            Watch::Primary => timeout,
+        };
         let mut waited = Duration::ZERO;
         loop {
             let slice = RETIRE_CHECK.min(limit.saturating_sub(waited));
             match self.conn.fill(slice).await {
                 Err(err) if err.is_timeout() => {
                     waited += slice;
-                    if self.is_retired() {
-                        return Err(Error::Abandoned { waited });
+                    self.marks.silent_slice(waited, slice);
+                    if let Some(given_up) = given_up(self.watch, &self.marks, self.conn.generation, waited) {
+                        return Err(given_up);
                     }
                     if waited >= limit {
                         return Err(if limit < timeout { Error::Stalled { after: limit } } else { err });
@@ -214,29 +279,84 @@ impl Lease {
         }
     }
 
-    /// [`Conn::sync_to`] within the bound set by [`Lease::watch_reads`]: a sync on a backend
-    /// drained meanwhile fails with [`Error::Abandoned`] (the connection is then in an unknown
-    /// state, and the caller drops it), one without an answer for the bound with [`Error::Stalled`].
+    /// [`Conn::sync_to`] within what [`Lease::watch`] set. After [`Error::Abandoned`] or
+    /// [`Error::Demoted`] the connection is in an unknown state, and the caller drops it.
     pub async fn sync_to(
         &mut self,
         target: &super::State,
         need_insert_id: bool,
         timeout: Duration,
     ) -> Result<Option<bytes::Bytes>, Error> {
-        let Some(stall) = self.stall else { return self.conn.sync_to(target, need_insert_id, timeout).await };
-        let (generation, mine) = (&self.generation, self.conn.generation);
-        let work = self.conn.sync_to(target, need_insert_id, timeout.min(stall));
-        tokio::pin!(work);
-        let mut waited = Duration::ZERO;
-        loop {
-            match tokio::time::timeout(RETIRE_CHECK, &mut work).await {
-                Ok(Err(err)) if err.is_timeout() && stall < timeout => return Err(Error::Stalled { after: stall }),
-                Ok(result) => return result,
-                Err(_) => {
-                    waited += RETIRE_CHECK;
-                    if mine != generation.load(Ordering::Relaxed) {
-                        return Err(Error::Abandoned { waited });
-                    }
+        let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
+        let work = self.conn.sync_to(target, need_insert_id, limit);
+        watched(work, watch, &self.marks, mine, timeout).await
+    }
+
+    /// [`Conn::prepare`] within what [`Lease::watch`] set.
+    pub async fn prepare(
+        &mut self,
+        sql: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<crate::protocol::prepare::Prepared, bytes::Bytes>, Error> {
+        let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
+        let work = self.conn.prepare(sql, limit);
+        watched(work, watch, &self.marks, mine, timeout).await
+    }
+
+    /// [`Conn::command_reply`] within what [`Lease::watch`] set.
+    pub async fn command_reply(&mut self, payload: &[u8], timeout: Duration) -> Result<bytes::Bytes, Error> {
+        let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
+        let work = self.conn.command_reply(payload, limit);
+        watched(work, watch, &self.marks, mine, timeout).await
+    }
+
+    /// The whole wait allowed under the watch.
+    fn limit(&self, timeout: Duration) -> Duration {
+        match self.watch {
+            Watch::Read(stall) => timeout.min(stall),
+            Watch::Off | Watch::Primary => timeout,
+        }
+    }
+}
+
+/// Why a watched wait gives up now, after `waited` without an answer on a connection of
+/// generation `mine`; `None` to go on waiting.
+fn given_up(watch: Watch, marks: &Marks, mine: u64, waited: Duration) -> Option<Error> {
+    match watch {
+        Watch::Off => None,
+        Watch::Read(_) => (mine != marks.generation.load(Ordering::Relaxed)).then_some(Error::Abandoned { waited }),
+        Watch::Primary => (marks.demoted.load(Ordering::Relaxed) > mine).then_some(Error::Demoted { waited }),
+    }
+}
+
+/// Runs `work` (already bounded by the watch's limit) and looks every [`RETIRE_CHECK`] whether
+/// the watch gives up on it; a timeout under a read's stall bound becomes [`Error::Stalled`].
+async fn watched<T>(
+    work: impl std::future::Future<Output = Result<T, Error>>,
+    watch: Watch,
+    marks: &Marks,
+    mine: u64,
+    timeout: Duration,
+) -> Result<T, Error> {
+    if watch == Watch::Off {
+        return work.await;
+    }
+    tokio::pin!(work);
+    let mut waited = Duration::ZERO;
+    loop {
+        match tokio::time::timeout(RETIRE_CHECK, &mut work).await {
+            Ok(Err(err)) if err.is_timeout() => {
+                return Err(match watch {
+                    Watch::Read(stall) if stall < timeout => Error::Stalled { after: stall },
+                    _ => err,
+                })
+            }
+            Ok(result) => return result,
+            Err(_) => {
+                waited += RETIRE_CHECK;
+                marks.silent_slice(waited, RETIRE_CHECK);
+                if let Some(given_up) = given_up(watch, marks, mine, waited) {
+                    return Err(given_up);
                 }
             }
         }
@@ -269,7 +389,7 @@ pub struct Pool {
     /// Its id under the backend's caps.
     id: u64,
     failures: Arc<Failures>,
-    generation: Arc<AtomicU64>,
+    marks: Arc<Marks>,
     /// `pool.max_connections_per_backend` when the pool was built.
     max: u32,
     /// Set when [`Pools`] forgets it: a session still holding a handle must look up the current
@@ -345,6 +465,8 @@ pub struct Pools {
     tls: Arc<arc_swap::ArcSwap<Connector>>,
     /// Background resets of connections sessions left dirty.
     resets: Resets,
+    /// See [`Marks::stalls`].
+    stalls: Arc<tokio::sync::Notify>,
 }
 
 /// Connections being reset in the background, bounded, and how resets ended.
@@ -379,7 +501,7 @@ struct Inner {
     /// too, and an idle session does not keep a forgotten pool's connections open.
     pools: HashMap<PoolKey, Arc<Pool>>,
     /// Per backend; never removed, so a drained backend's new pools continue its count.
-    generations: HashMap<BackendIndex, Arc<AtomicU64>>,
+    generations: HashMap<BackendIndex, Arc<Marks>>,
     /// Prepared statements open per backend (connections of forgotten pools included).
     prepared: HashMap<BackendIndex, Arc<AtomicI64>>,
     /// `pool.max_connections_per_backend`, per backend, over all its pools (forgotten ones too).
@@ -416,7 +538,7 @@ impl Pools {
         if let Some(pool) = map.pools.get(key) {
             return pool.clone();
         }
-        let generation = map.generations.entry(key.backend).or_default().clone();
+        let marks = self.marks(&mut map, key.backend);
         let prepared = map.prepared.entry(key.backend).or_default().clone();
         let per_backend = config.max_connections_per_backend.max(1);
         let cap = map.caps.entry(key.backend).or_insert_with(|| Arc::new(Cap::new(per_backend))).clone();
@@ -445,7 +567,7 @@ impl Pools {
             with_schema: key.with_schema,
             connect_timeout: config.connect_timeout,
             max_prepared: usize::try_from(config.max_prepared_per_connection).unwrap_or(256),
-            generation: generation.clone(),
+            marks: marks.clone(),
             prepared,
             failures: failures.clone(),
             tls: self.tls.clone(),
@@ -465,7 +587,7 @@ impl Pools {
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
         let max = config.max_connections_per_backend.max(1);
-        let pool = Arc::new(Pool { inner, id: pool_id, failures, generation, max, forgotten: AtomicBool::new(false) });
+        let pool = Arc::new(Pool { inner, id: pool_id, failures, marks, max, forgotten: AtomicBool::new(false) });
         for cap in &caps {
             cap.register(pool.id, &pool);
         }
@@ -505,14 +627,14 @@ impl Pools {
                 () = &mut failed => return Err(pool.failures.last(name)),
             };
             let thorough = !retryable || now.saturating_duration_since(conn.last_checkout) >= PEEK_AFTER_IDLE;
-            if conn.is_closed_by_peer(thorough) || conn.generation != pool.generation.load(Ordering::Relaxed) {
+            if conn.is_closed_by_peer(thorough) || conn.generation != pool.marks.generation.load(Ordering::Relaxed) {
                 // The server went away while it sat idle (restart, failover, wait_timeout), or the
                 // backend was drained after this pool handle was taken.
                 conn.broken = true;
                 continue;
             }
             conn.last_checkout = now;
-            return Ok(Lease { conn, backend, generation: pool.generation.clone(), stall: None });
+            return Ok(Lease { conn, backend, marks: pool.marks.clone(), watch: Watch::Off });
         }
         Err(Error::ConnectFailed(format!("backend {name}: every idle connection was closed by the server")))
     }
@@ -521,8 +643,44 @@ impl Pools {
     /// no checkout still holds them), connections in use are dropped when returned, and held ones
     /// report [`Lease::is_retired`]. The next checkout opens fresh connections.
     pub fn drain(&self, backend: BackendIndex) {
+        self.retire(backend, false);
+    }
+
+    /// [`Pools::drain`] for a backend that stopped being the primary: besides, statements still
+    /// waiting on it under [`Watch::Primary`] give up ([`Error::Demoted`]).
+    pub fn demote(&self, backend: BackendIndex) {
+        self.retire(backend, true);
+    }
+
+    /// What the data path saw of `backend` so far.
+    pub fn evidence(&self, backend: BackendIndex) -> Evidence {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.generations.get(&backend).map_or_else(Evidence::default, |marks| Evidence {
+            answered: marks.answered.load(Ordering::Relaxed),
+            silent: marks.silent.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Completes when a statement has waited on some backend without an answer for a while
+    /// (or at once if one did since the last call).
+    pub async fn stall_noticed(&self) {
+        self.stalls.notified().await;
+    }
+
+    fn marks(&self, map: &mut Inner, backend: BackendIndex) -> Arc<Marks> {
+        map.generations
+            .entry(backend)
+            .or_insert_with(|| Arc::new(Marks { stalls: self.stalls.clone(), ..Marks::default() }))
+            .clone()
+    }
+
+    fn retire(&self, backend: BackendIndex, demoted: bool) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.generations.entry(backend).or_default().fetch_add(1, Ordering::Relaxed);
+        let marks = self.marks(&mut map, backend);
+        let generation = marks.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        if demoted {
+            marks.demoted.store(generation, Ordering::Relaxed);
+        }
         map.pools.retain(|key, pool| {
             let keep = key.backend != backend;
             if !keep {

@@ -199,7 +199,7 @@ impl Topology {
 #[derive(Debug)]
 pub struct TopologyCell {
     current: ArcSwap<Topology>,
-    changed: watch::Sender<u64>,
+    changed: watch::Sender<Option<BackendIndex>>,
     probe_now: Notify,
     failovers: AtomicU64,
     split_brains: AtomicU64,
@@ -209,8 +209,8 @@ impl TopologyCell {
     /// A cell holding `topology`.
     pub fn new(topology: Topology) -> Self {
         Self {
+            changed: watch::channel(topology.primary).0,
             current: ArcSwap::from_pointee(topology),
-            changed: watch::channel(0).0,
             probe_now: Notify::new(),
             failovers: AtomicU64::new(0),
             split_brains: AtomicU64::new(0),
@@ -229,12 +229,14 @@ impl TopologyCell {
 
     /// Replaces the snapshot and notifies every subscriber.
     pub fn publish(&self, topology: Topology) {
+        let primary = topology.primary;
         self.current.store(Arc::new(topology));
-        self.changed.send_modify(|version| *version = version.wrapping_add(1));
+        self.changed.send_modify(|published| *published = primary);
     }
 
-    /// A receiver that sees a change after every [`Self::publish`].
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    /// A receiver that sees a change after every [`Self::publish`]; its value is the primary
+    /// the last snapshot names.
+    pub fn subscribe(&self) -> watch::Receiver<Option<BackendIndex>> {
         self.changed.subscribe()
     }
 
@@ -386,6 +388,7 @@ mod tests {
         next.epoch += 1;
         cell.publish(next);
         rx.changed().await.unwrap();
+        assert_eq!(*rx.borrow(), None);
         assert_eq!(cell.load().primary, None);
         assert_eq!(cell.load().epoch, 1);
     }

@@ -32,6 +32,18 @@ use crate::router::Target;
 /// monitor published nothing (a primary that only blipped).
 const RETRY_PRIMARY: Duration = Duration::from_millis(500);
 
+/// Completes once a snapshot names a primary other than `index` (never, if the cell goes away).
+async fn primary_moved(changes: &mut tokio::sync::watch::Receiver<Option<BackendIndex>>, index: BackendIndex) {
+    loop {
+        if changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        if changes.borrow_and_update().is_some_and(|p| p != index) {
+            return;
+        }
+    }
+}
+
 impl Session {
     /// Drops a held connection that a failover retired; see the module docs. `seq` is the
     /// client's command sequence id. `None` when the statement may run.
@@ -71,7 +83,20 @@ impl Session {
         loop {
             let current: &Topology = snapshot.as_deref().unwrap_or(topology);
             if let Some(index) = current.primary {
-                match self.checkout(index, with_schema, config, current, false).await {
+                // A checkout that waits for a connection (the pool is full of statements stuck on
+                // a primary that froze) gives up as soon as another primary is elected.
+                let moved = primary_moved(&mut changes, index);
+                let checkout = self.checkout(index, with_schema, config, current, false);
+                let result = tokio::select! {
+                    biased;
+                    result = checkout => Some(result),
+                    () = moved => None,
+                };
+                let Some(result) = result else {
+                    snapshot = Some(self.shared.topology.load_full());
+                    continue;
+                };
+                match result {
                     Ok(lease) => {
                         if last_error.is_some() || snapshot.is_some() {
                             tracing::info!(

@@ -10,7 +10,7 @@ use super::observe;
 use super::previous;
 use super::session::{ClientIo, Session, FLUSH_AT};
 use super::ClientError;
-use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology};
+use crate::backend::{self, BackendIndex, Lease, Node, Pool, PoolKey, Topology, Watch};
 use crate::classify::{Classified, Flags, Kind, SqlMode};
 use crate::config::{Config, UnknownFunctions};
 use crate::protocol::handshake::semantic_capabilities;
@@ -169,13 +169,17 @@ impl Session {
             };
             let mut lease = lease;
             // A read on a replica is bounded and given up when the monitor marks the replica
-            // down; anything on the primary or a held connection waits out query_timeout.
-            let watched =
-                matches!(route.target, Target::Replica | Target::Backend(_)) && topology.primary != Some(lease.backend);
-            let stall = watched.then_some(config.pool.replica_read_timeout);
-            lease.watch_reads(stall);
-            let sync_timeout = stall.map_or(timeout, |stall| stall.min(timeout));
-            match lease.sync_to(&self.state, stmt.flags.contains(Flags::LAST_INSERT_ID), sync_timeout).await {
+            // down; a statement on the primary is given up only when another primary is elected;
+            // anything else on a held connection waits out query_timeout.
+            let watch = if topology.primary == Some(lease.backend) {
+                Watch::Primary
+            } else if matches!(route.target, Target::Replica | Target::Backend(_)) {
+                Watch::Read(config.pool.replica_read_timeout)
+            } else {
+                Watch::Off
+            };
+            lease.watch(watch);
+            match lease.sync_to(&self.state, stmt.flags.contains(Flags::LAST_INSERT_ID), timeout).await {
                 Ok(None) => {}
                 Ok(Some(refusal)) => {
                     self.keep_if_held(lease, route.target);
@@ -231,6 +235,7 @@ impl Session {
             match result {
                 Ok(outcome) => {
                     self.slot.set_running(None);
+                    lease.answered();
                     let effect = match exec.work {
                         Work::Statement { id, payload } => {
                             self.track_cursor(id, payload, outcome.status);

@@ -35,11 +35,18 @@ pub(super) struct Report {
     pub kind: Kind,
 }
 
-/// The two kinds of probe.
+/// The kinds of report.
 #[derive(Debug)]
 pub(super) enum Kind {
     /// A full probe.
     Full(Result<Observation, Error>),
+    /// A full probe that failed while the backend answered statements on the data path: says
+    /// more about the proxy (starved of CPU, its monitor connection slow to open) than about the
+    /// backend, so it is not counted.
+    Answering(Error),
+    /// A full probe that failed while statements waited on the backend without an answer: the
+    /// data path agrees, so the backend is down at once.
+    Silent(Error),
     /// A GTID-only poll.
     Gtid(GtidPosition),
 }
@@ -85,11 +92,15 @@ impl Coordinator {
         self.spawn_probers(&tx);
         let host = self.host.clone();
         let mut config_check = tokio::time::interval(CONFIG_CHECK);
+        let mut data_path = tokio::time::interval(RECHECK);
+        data_path.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = data_path.tick() => self.look_at_data_path(),
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 Some(report) = rx.recv() => self.apply(report),
                 () = host.topology().probe_requested() => self.nudge(),
+                () = host.pools().stall_noticed() => self.nudge(),
                 _ = config_check.tick() => self.follow_config(&tx),
             }
             self.update_cadence();
@@ -123,9 +134,18 @@ impl Coordinator {
         let settings = &self.config.monitor;
         let thresholds = Thresholds { failures: settings.failure_threshold, successes: settings.success_threshold };
         match report.kind {
+            Kind::Answering(error) => {
+                tracing::debug!(backend = %name, error = %error, "probe failed while the backend answers statements; not counted");
+            }
+            Kind::Silent(error) => {
+                if self.trackers[i].record_corroborated_failure(thresholds) == Some(false) {
+                    tracing::warn!(backend = %name, error = %error, "backend down: its probe failed and statements wait on it without an answer");
+                    self.host.pools().drain(report.index);
+                }
+            }
             Kind::Full(result) => {
                 let error = result.as_ref().err().map(ToString::to_string);
-                match self.trackers[i].record(result.ok(), thresholds) {
+                match self.trackers[i].record(result.ok(), report.at, thresholds) {
                     Some(false) => {
                         tracing::warn!(backend = %name, error = error.as_deref().unwrap_or(""), "backend down");
                         self.host.pools().drain(report.index);
@@ -144,12 +164,29 @@ impl Coordinator {
                 }
             }
         }
-        let next = self.next_topology(report.index, report.at);
+        let next = self.next_topology(Some(report.index), report.at);
         self.publish_if_changed(next);
     }
 
-    /// The topology after backend `changed` reported at `at`.
-    fn next_topology(&mut self, changed: BackendIndex, at: Instant) -> Topology {
+    /// Takes in what the data path saw of every backend (every [`RECHECK`], so that the moment a
+    /// backend last answered is known to that precision) and elects again when a backend turned
+    /// silent or answered again.
+    pub(super) fn look_at_data_path(&mut self) {
+        let now = Instant::now();
+        let mut changed = false;
+        for (node, tracker) in self.topology.nodes.iter().zip(&mut self.trackers) {
+            let was = tracker.data_path_silent();
+            tracker.observe_data_path(self.host.pools().evidence(node.index), now);
+            changed |= tracker.data_path_silent() != was;
+        }
+        if changed {
+            let next = self.next_topology(None, now);
+            self.publish_if_changed(next);
+        }
+    }
+
+    /// The topology after backend `changed` (if any) reported at `at`.
+    fn next_topology(&mut self, changed: Option<BackendIndex>, at: Instant) -> Topology {
         let candidates: Vec<Candidate> = self
             .topology
             .nodes
@@ -158,8 +195,12 @@ impl Coordinator {
             .map(|(n, t)| Candidate {
                 index: n.index,
                 up: t.is_up(),
-                reachable: t.is_reachable(),
+                // Statements waiting on it unanswered make it a suspect before its next probe
+                // fails (that takes up to monitor.timeout).
+                reachable: t.is_reachable() && !t.data_path_silent(),
                 writable: t.writable(),
+                last_ok: t.last_alive(),
+                writable_since: t.writable_since(),
             })
             .collect();
         let election = elect(self.topology.primary, &candidates);
@@ -172,7 +213,7 @@ impl Coordinator {
         let keep = max_lag.saturating_mul(2).max(Duration::from_secs(10));
         if let Some(primary) = next.primary {
             let position = self.trackers[primary.0].observation.as_ref().and_then(|o| o.gtid.as_ref());
-            if let (true, Some(position)) = (primary == changed, position) {
+            if let (true, Some(position)) = (Some(primary) == changed, position) {
                 self.history.record(at, position, keep);
             }
         }
@@ -191,7 +232,7 @@ impl Coordinator {
             if Some(node.index) == next.primary {
                 node.lag = None;
                 node.lagging = false;
-            } else if node.index == changed {
+            } else if Some(node.index) == changed {
                 let gtid_lag = observation.gtid.as_ref().and_then(|p| self.history.lag(p, at));
                 node.lag = combined_lag(observation.replication.as_ref().and_then(|r| r.seconds_behind), gtid_lag);
                 let was = node.lagging;
@@ -220,6 +261,12 @@ impl Coordinator {
         }
         if primary.is_some() && primary != self.last_primary {
             self.host.topology().count_failover();
+            // Statements still waiting on the former primary give up only now that another one
+            // is elected: one merely marked down keeps them (it may only be slow, or frozen with
+            // nobody to replace it, and they complete when it answers again).
+            if let Some(former) = self.last_primary {
+                self.host.pools().demote(former);
+            }
             self.last_primary = primary;
         }
         // Positions of another primary say nothing about lag behind this one (an asynchronous

@@ -4,6 +4,8 @@
 //! hinted. The monitor never guesses: with two writable backends it keeps the current primary if
 //! it is one of them, and otherwise names none (writes wait).
 
+use std::time::Instant;
+
 use crate::backend::BackendIndex;
 
 /// What the election needs to know about one backend.
@@ -17,6 +19,10 @@ pub struct Candidate {
     pub reachable: bool,
     /// Writable at the last successful probe; `None` before the first one.
     pub writable: Option<bool>,
+    /// The last moment it was known to answer (a successful probe, or statements answered).
+    pub last_ok: Option<Instant>,
+    /// When it was first seen writable in its current writable spell.
+    pub writable_since: Option<Instant>,
 }
 
 /// The outcome of one election.
@@ -33,14 +39,21 @@ pub struct Election {
 /// * Two or more reachable writable backends: split brain; keep `current` if it is one of them,
 ///   else none.
 /// * Exactly one, `W`: it is the primary, unless another backend that was writable is still up
-///   but failed its latest probe (a primary dying, not yet confirmed down) and `W` is not
-///   `current`; then none until that one is confirmed down or answers again.
+///   but failed its latest probe (a primary dying, not yet confirmed down), was last seen
+///   answering after `W` turned writable, and `W` is not `current`; then none until that one is
+///   confirmed down or answers again. A suspect last seen before `W` turned writable does not
+///   hold `W` back: `W` was promoted after the suspect went silent, which is what a failover
+///   looks like (an orchestrator promoting a replica of a frozen or partitioned primary).
 /// * None reachable: keep `current` while it is up and was writable at its last probe (or was
 ///   never probed: the configuration's hint); else none.
 pub fn elect(current: Option<BackendIndex>, candidates: &[Candidate]) -> Election {
     let writers = || candidates.iter().filter(|c| c.up && c.writable == Some(true));
     let reachable: Vec<BackendIndex> = writers().filter(|c| c.reachable).map(|c| c.index).collect();
-    let suspects = writers().filter(|c| !c.reachable).count();
+    let suspects = |w: BackendIndex| {
+        let since = candidates.iter().find(|c| c.index == w).and_then(|c| c.writable_since);
+        let silent_before = |c: &Candidate| matches!((c.last_ok, since), (Some(ok), Some(since)) if ok < since);
+        writers().filter(|c| !c.reachable && !silent_before(c)).count()
+    };
     match reachable.as_slice() {
         [] => {
             let keep = current
@@ -49,7 +62,9 @@ pub fn elect(current: Option<BackendIndex>, candidates: &[Candidate]) -> Electio
                 .map(|c| c.index);
             Election { primary: keep, split_brain: false }
         }
-        [only] if suspects == 0 || current == Some(*only) => Election { primary: Some(*only), split_brain: false },
+        [only] if current == Some(*only) || suspects(*only) == 0 => {
+            Election { primary: Some(*only), split_brain: false }
+        }
         [_] => Election { primary: None, split_brain: false },
         many => {
             let keep = current.filter(|c| many.contains(c));

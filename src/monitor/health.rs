@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::backend::{GtidPosition, Replication};
+use crate::backend::{Evidence, GtidPosition, Replication};
 
 /// What one successful full probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,19 +37,50 @@ pub struct Tracker {
     fails: u32,
     /// The last successful probe, kept while later ones fail.
     pub observation: Option<Observation>,
+    /// When the last successful probe started.
+    last_ok: Option<Instant>,
+    /// When the first of the successful probes that have seen it writable since it was last seen
+    /// read-only started.
+    writable_since: Option<Instant>,
+    /// Statements answered as of the last look at the data path.
+    answered: u64,
+    /// When that count was last seen to grow.
+    answered_at: Option<Instant>,
+    /// Unanswered wait slices counted when it last grew.
+    silent_at_answer: u64,
+    /// Unanswered wait slices as of the last look.
+    silent: u64,
 }
 
 impl Default for Tracker {
     fn default() -> Self {
-        Self { up: true, oks: 0, fails: 0, observation: None }
+        Self {
+            up: true,
+            oks: 0,
+            fails: 0,
+            observation: None,
+            last_ok: None,
+            writable_since: None,
+            answered: 0,
+            answered_at: None,
+            silent_at_answer: 0,
+            silent: 0,
+        }
     }
 }
 
 impl Tracker {
-    /// Records one probe result; returns the new verdict when it flipped (`true` = up).
-    pub fn record(&mut self, result: Option<Observation>, thresholds: Thresholds) -> Option<bool> {
+    /// Records one probe result of a probe started `at`; returns the new verdict when it flipped
+    /// (`true` = up).
+    pub fn record(&mut self, result: Option<Observation>, at: Instant, thresholds: Thresholds) -> Option<bool> {
         match result {
             Some(observation) => {
+                if !observation.writable {
+                    self.writable_since = None;
+                } else if self.writable_since.is_none() {
+                    self.writable_since = Some(at);
+                }
+                self.last_ok = Some(at);
                 self.observation = Some(observation);
                 self.oks = self.oks.saturating_add(1);
                 self.fails = 0;
@@ -68,6 +99,47 @@ impl Tracker {
             }
         }
         None
+    }
+
+    /// Records a failed probe that the data path corroborates (statements wait on the backend
+    /// without an answer): the backend is down now, whatever the threshold. Returns `Some(false)`
+    /// when that flipped the verdict.
+    pub fn record_corroborated_failure(&mut self, thresholds: Thresholds) -> Option<bool> {
+        self.fails = self.fails.saturating_add(1).max(thresholds.failures);
+        self.oks = 0;
+        if self.up {
+            self.up = false;
+            return Some(false);
+        }
+        None
+    }
+
+    /// Takes in what the data path saw of the backend so far, looked at `now`.
+    pub fn observe_data_path(&mut self, evidence: Evidence, now: Instant) {
+        if evidence.answered != self.answered || self.answered_at.is_none() {
+            self.answered = evidence.answered;
+            self.answered_at = Some(now);
+            self.silent_at_answer = evidence.silent;
+        }
+        self.silent = evidence.silent;
+    }
+
+    /// True when statements have waited on the backend without an answer since it last answered
+    /// one: the data path suspects it before its next probe can fail (which takes up to
+    /// `monitor.timeout`).
+    pub fn data_path_silent(&self) -> bool {
+        self.silent > self.silent_at_answer
+    }
+
+    /// The last moment it was known to be answering: its last successful probe, or the last look
+    /// at the data path that found statements answered, whichever is later.
+    pub fn last_alive(&self) -> Option<Instant> {
+        self.last_ok.max(self.answered_at.filter(|_| self.answered > 0))
+    }
+
+    /// When it was first seen writable, in its current writable spell.
+    pub fn writable_since(&self) -> Option<Instant> {
+        self.writable_since
     }
 
     /// The verdict after the thresholds.

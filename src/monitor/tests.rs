@@ -21,17 +21,17 @@ fn seen(writable: bool) -> Option<Observation> {
 fn verdicts_flip_only_after_consecutive_results() {
     let mut t = Tracker::default();
     assert!(t.is_up() && t.is_reachable() && t.writable().is_none());
-    assert_eq!(t.record(None, T), None);
-    assert_eq!(t.record(None, T), None);
+    assert_eq!(t.record(None, Instant::now(), T), None);
+    assert_eq!(t.record(None, Instant::now(), T), None);
     assert!(t.is_up() && !t.is_reachable(), "suspect, not down");
-    assert_eq!(t.record(seen(true), T), None, "a success resets the failure streak");
-    assert_eq!(t.record(None, T), None);
-    assert_eq!(t.record(None, T), None);
-    assert_eq!(t.record(None, T), Some(false));
-    assert_eq!(t.record(None, T), None);
+    assert_eq!(t.record(seen(true), Instant::now(), T), None, "a success resets the failure streak");
+    assert_eq!(t.record(None, Instant::now(), T), None);
+    assert_eq!(t.record(None, Instant::now(), T), None);
+    assert_eq!(t.record(None, Instant::now(), T), Some(false));
+    assert_eq!(t.record(None, Instant::now(), T), None);
     assert_eq!(t.writable(), Some(true), "the last observation is kept while down");
-    assert_eq!(t.record(seen(false), T), None);
-    assert_eq!(t.record(seen(false), T), Some(true));
+    assert_eq!(t.record(seen(false), Instant::now(), T), None);
+    assert_eq!(t.record(seen(false), Instant::now(), T), Some(true));
     assert_eq!(t.writable(), Some(false));
 }
 
@@ -71,7 +71,7 @@ fn gtid_history_measures_how_long_a_replica_missed_what_the_primary_had() {
 }
 
 fn c(i: usize, up: bool, reachable: bool, writable: Option<bool>) -> Candidate {
-    Candidate { index: BackendIndex(i), up, reachable, writable }
+    Candidate { index: BackendIndex(i), up, reachable, writable, last_ok: None, writable_since: None }
 }
 
 #[test]
@@ -272,4 +272,61 @@ async fn a_reload_that_removes_a_backend_keeps_the_elected_primary_and_what_is_k
     assert_eq!(t.primary, Some(BackendIndex(0)), "n1 is still the primary, now at index 0");
     assert_eq!((t.nodes[0].role, t.nodes[1].role), (Role::Primary, Role::Replica));
     assert!(t.nodes[1].gtid.is_some(), "n2 keeps its measurements");
+}
+
+#[test]
+fn a_suspect_last_seen_before_the_promotion_does_not_hold_it_back() {
+    let t0 = Instant::now();
+    let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
+    let b = |i| Some(BackendIndex(i));
+    let old = |last_ok| Candidate { last_ok, ..c(0, true, false, Some(true)) };
+    let promoted = |since| Candidate { last_ok: at(1300), writable_since: since, ..c(1, true, true, Some(true)) };
+    // The old primary answered last at 0 ms; the replica turned writable at 1200 ms.
+    assert_eq!(elect(b(0), &[old(at(0)), promoted(at(1200))]), Election { primary: b(1), split_brain: false });
+    // The old primary answered after the other one turned writable: it may still take writes.
+    assert_eq!(elect(b(0), &[old(at(1250)), promoted(at(1200))]), Election { primary: None, split_brain: false });
+    // Unknown times never move the primary.
+    assert_eq!(elect(b(0), &[old(None), promoted(at(1200))]), Election { primary: None, split_brain: false });
+}
+
+#[test]
+fn a_promotion_after_the_primary_went_silent_is_followed_at_once() {
+    let h = host(Duration::from_secs(10));
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    co.apply(full(0, at(0), node(true, "0-1-5", false)));
+    co.apply(full(1, at(0), node(false, "0-1-5", true)));
+    co.apply(full(2, at(0), node(false, "0-1-5", true)));
+    // A probe of the primary started at 100 ms times out; the replica reads writable at 1200 ms.
+    co.apply(full(0, at(100), down()));
+    assert_eq!(h.topology.load().primary, Some(BackendIndex(0)), "one failure is only a suspicion");
+    co.apply(full(1, at(1200), node(true, "0-1-5", false)));
+    let t = h.topology.load_full();
+    assert_eq!(t.primary, Some(BackendIndex(1)), "promoted after the old primary was last seen: follow it");
+    assert_eq!(t.nodes[0].health, Health::Up, "the old one is not confirmed down");
+    assert_eq!(h.topology.failovers_total(), 1);
+}
+
+#[test]
+fn the_data_path_weighs_in_on_failed_probes() {
+    let h = host(Duration::from_secs(10));
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    co.apply(full(0, t0, node(true, "0-1-5", false)));
+    co.apply(full(1, t0, node(false, "0-1-5", true)));
+    // Probes time out while the primary answers statements (the proxy is starved of CPU): they
+    // are not counted, however many (the threshold is 2 here).
+    for _ in 0..5 {
+        co.apply(Report { generation: 0, index: BackendIndex(0), at: t0, kind: Kind::Answering(timeout()) });
+    }
+    let t = h.topology.load_full();
+    assert_eq!((t.primary, t.nodes[0].health), (Some(BackendIndex(0)), Health::Up));
+    // A probe of a replica fails while a read waits on it without an answer: down at once.
+    co.apply(Report { generation: 0, index: BackendIndex(1), at: t0, kind: Kind::Silent(timeout()) });
+    assert_eq!(h.topology.load().nodes[1].health, Health::Down);
+}
+
+fn timeout() -> Error {
+    Error::Timeout { after: Duration::from_secs(1) }
 }
