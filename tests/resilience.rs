@@ -201,3 +201,55 @@ async fn stall_bound() {
     let again: Option<u16> = conn.query_first(&hinted).await.unwrap();
     assert_eq!(again, Some(port));
 }
+
+/// Issue 13 item 9: every probe of every backend fails (a wrong `monitor.password` makes that
+/// deterministic; a proxy so starved of CPU that its probes time out is the case met in the field)
+/// while statements through the proxy succeed. Backends answering statements are not dropped on
+/// failed probes alone; the same probes without traffic do take them down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_probes_alone_do_not_drop_backends_that_serve_traffic() {
+    let _serial = faults::SERIAL.lock().await;
+    let cluster = Cluster::shared().await;
+    cluster.wait_replicas().await;
+    let mut config = cluster.config();
+    config.monitor.password = "not-the-monitor-password".into();
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let db = fresh_db(&cluster, "starved").await;
+    let mut setup = proxy.connect_db(&db).await;
+    setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
+    let ops = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..4).map(|i| tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), ops.clone()))).collect();
+
+    // Thirty probe periods, ten times the failure threshold.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut looks = 0;
+    while Instant::now() < until {
+        let topology = proxy.handle.topology();
+        let down: Vec<&str> = topology.nodes.iter().filter(|n| n.health == Health::Down).map(|n| n.name()).collect();
+        assert!(down.is_empty() && topology.primary.is_some(), "dropped while serving: {down:?}, {topology:?}");
+        looks += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    {
+        let ops = ops.lock().unwrap();
+        let failed: Vec<_> = ops.iter().filter(|o| o.error.is_some()).take(3).collect();
+        assert!(failed.is_empty(), "statements failed: {failed:?}");
+        let reads = ops.iter().filter(|o| o.kind == Kind::Read).count();
+        eprintln!("{} statements ({reads} reads) while every probe failed; {looks} looks, all backends up", ops.len());
+    }
+    drop(setup);
+
+    // Without traffic the same failed probes count: every backend goes down.
+    let p = &proxy;
+    let all_down = eventually(Duration::from_secs(10), move || async move {
+        p.handle.topology().nodes.iter().all(|n| n.health == Health::Down)
+    })
+    .await;
+    assert!(all_down, "idle backends whose probes fail go down: {:?}", proxy.handle.topology());
+}

@@ -232,7 +232,7 @@ const RETIRE_CHECK: Duration = Duration::from_millis(200);
 
 /// A watched statement that has waited this long without a byte asks the monitor to probe its
 /// backend at once (once per statement).
-const STALL_NOTICE: Duration = Duration::from_millis(600);
+const STALL_NOTICE: Duration = Duration::from_millis(400);
 
 impl Lease {
     /// True when the backend's pools were drained after this connection was made (failover,
@@ -681,10 +681,14 @@ impl Pools {
         if demoted {
             marks.demoted.store(generation, Ordering::Relaxed);
         }
+        let gone = Error::ConnectFailed("the backend was marked down while this checkout waited".to_owned());
         map.pools.retain(|key, pool| {
             let keep = key.backend != backend;
             if !keep {
                 pool.mark_forgotten();
+                // Checkouts waiting for a connection to it (a frozen server never finishes a
+                // login) give up now: a read goes elsewhere, a write waits for a primary.
+                pool.failures.announce(&gone);
             }
             keep
         });

@@ -32,13 +32,14 @@ use crate::router::Target;
 /// monitor published nothing (a primary that only blipped).
 const RETRY_PRIMARY: Duration = Duration::from_millis(500);
 
-/// Completes once a snapshot names a primary other than `index` (never, if the cell goes away).
+/// Completes once a snapshot names no primary or another one than `index` (never, if the cell
+/// goes away).
 async fn primary_moved(changes: &mut tokio::sync::watch::Receiver<Option<BackendIndex>>, index: BackendIndex) {
     loop {
         if changes.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
-        if changes.borrow_and_update().is_some_and(|p| p != index) {
+        if *changes.borrow_and_update() != Some(index) {
             return;
         }
     }
@@ -68,7 +69,8 @@ impl Session {
 
     /// Checks out a connection to the primary, waiting up to `routing.failover_hold` while none
     /// is known or the known one refuses connections. Only failures before anything was sent
-    /// wait; an exhausted pool fails at once.
+    /// wait; an exhausted pool fails at once, unless the monitor dropped or replaced the primary
+    /// while the checkout waited.
     pub(super) async fn acquire_primary(
         &mut self,
         with_schema: bool,
@@ -84,7 +86,8 @@ impl Session {
             let current: &Topology = snapshot.as_deref().unwrap_or(topology);
             if let Some(index) = current.primary {
                 // A checkout that waits for a connection (the pool is full of statements stuck on
-                // a primary that froze) gives up as soon as another primary is elected.
+                // a primary that froze) gives up as soon as the monitor drops that primary or
+                // elects another one; the statement is then held like any other.
                 let moved = primary_moved(&mut changes, index);
                 let checkout = self.checkout(index, with_schema, config, current, false);
                 let result = tokio::select! {
@@ -93,6 +96,8 @@ impl Session {
                     () = moved => None,
                 };
                 let Some(result) = result else {
+                    // Not bounded by the hold here: the checkout itself is (checkout_timeout),
+                    // and the next turn with no primary checks the hold.
                     snapshot = Some(self.shared.topology.load_full());
                     continue;
                 };
@@ -106,7 +111,18 @@ impl Session {
                         }
                         return Ok(lease);
                     }
-                    Err((err, None)) => return Err((err, None)),
+                    Err((err, None)) => {
+                        // Timed out just as the monitor dropped that primary: held as well.
+                        let now = self.shared.topology.load_full();
+                        if now.primary == Some(index) {
+                            return Err((err, None));
+                        }
+                        last_error = Some(err);
+                        snapshot = Some(now);
+                        if started.elapsed() < hold {
+                            continue;
+                        }
+                    }
                     Err((err, Some(_))) => {
                         self.shared.topology.request_probe();
                         last_error = Some(err);

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::election::{elect, Candidate};
-use super::health::{combined_lag, lagging, History, Observation, Thresholds, Tracker};
+use super::health::{combined_lag, lagging, History, Observation, Thresholds, Tracker, Weight};
 use super::probe::{probe_loop, Cadence};
 use super::{Error, Host, RECHECK};
 use crate::backend::{BackendIndex, GtidPosition, Health, Node, Role, Topology};
@@ -40,13 +40,6 @@ pub(super) struct Report {
 pub(super) enum Kind {
     /// A full probe.
     Full(Result<Observation, Error>),
-    /// A full probe that failed while the backend answered statements on the data path: says
-    /// more about the proxy (starved of CPU, its monitor connection slow to open) than about the
-    /// backend, so it is not counted.
-    Answering(Error),
-    /// A full probe that failed while statements waited on the backend without an answer: the
-    /// data path agrees, so the backend is down at once.
-    Silent(Error),
     /// A GTID-only poll.
     Gtid(GtidPosition),
 }
@@ -133,11 +126,19 @@ impl Coordinator {
         let name = self.topology.nodes[i].name().to_owned();
         let settings = &self.config.monitor;
         let thresholds = Thresholds { failures: settings.failure_threshold, successes: settings.success_threshold };
+        let weight = match &report.kind {
+            Kind::Full(Err(error)) => self.weigh_failure(i, report.at, error),
+            _ => Weight::Counted,
+        };
         match report.kind {
-            Kind::Answering(error) => {
-                tracing::debug!(backend = %name, error = %error, "probe failed while the backend answers statements; not counted");
+            Kind::Full(Err(error)) if weight == Weight::Discounted => {
+                if self.trackers[i].discount() {
+                    tracing::warn!(backend = %name, error = %error, "probe failed while the backend answers statements; not counted (more such failures are logged at debug until a probe succeeds)");
+                } else {
+                    tracing::debug!(backend = %name, error = %error, "probe failed while the backend answers statements; not counted");
+                }
             }
-            Kind::Silent(error) => {
+            Kind::Full(Err(error)) if weight == Weight::Decisive => {
                 if self.trackers[i].record_corroborated_failure(thresholds) == Some(false) {
                     tracing::warn!(backend = %name, error = %error, "backend down: its probe failed and statements wait on it without an answer");
                     self.host.pools().drain(report.index);
@@ -168,10 +169,16 @@ impl Coordinator {
         self.publish_if_changed(next);
     }
 
-    /// Takes in what the data path saw of every backend (every [`RECHECK`], so that the moment a
-    /// backend last answered is known to that precision) and elects again when a backend turned
-    /// silent or answered again.
-    pub(super) fn look_at_data_path(&mut self) {
+    /// How the data path weighs the failed probe of backend `i` that started `at`, after a fresh
+    /// look at it.
+    fn weigh_failure(&mut self, i: usize, at: Instant, error: &Error) -> Weight {
+        self.observe_data_path();
+        self.trackers[i].weigh_failure(at, Instant::now(), error.may_be_the_proxys())
+    }
+
+    /// Takes in what the data path saw of every backend; true when a backend turned silent or
+    /// answered again.
+    fn observe_data_path(&mut self) -> bool {
         let now = Instant::now();
         let mut changed = false;
         for (node, tracker) in self.topology.nodes.iter().zip(&mut self.trackers) {
@@ -179,7 +186,14 @@ impl Coordinator {
             tracker.observe_data_path(self.host.pools().evidence(node.index), now);
             changed |= tracker.data_path_silent() != was;
         }
-        if changed {
+        changed
+    }
+
+    /// Looks at the data path (every [`RECHECK`], so that the moment a backend last answered is
+    /// known to that precision) and elects again when a backend turned silent or answered again.
+    pub(super) fn look_at_data_path(&mut self) {
+        let now = Instant::now();
+        if self.observe_data_path() {
             let next = self.next_topology(None, now);
             self.publish_if_changed(next);
         }

@@ -50,6 +50,8 @@ pub struct Tracker {
     silent_at_answer: u64,
     /// Unanswered wait slices as of the last look.
     silent: u64,
+    /// Failed probes discounted in a row.
+    discounted: u32,
 }
 
 impl Default for Tracker {
@@ -65,6 +67,7 @@ impl Default for Tracker {
             answered_at: None,
             silent_at_answer: 0,
             silent: 0,
+            discounted: 0,
         }
     }
 }
@@ -81,6 +84,7 @@ impl Tracker {
                     self.writable_since = Some(at);
                 }
                 self.last_ok = Some(at);
+                self.discounted = 0;
                 self.observation = Some(observation);
                 self.oks = self.oks.saturating_add(1);
                 self.fails = 0;
@@ -114,6 +118,14 @@ impl Tracker {
         None
     }
 
+    /// Notes a failed probe that was not counted; true for the first of a streak (worth a
+    /// warning: a monitor that cannot probe a backend serving traffic is misconfigured or
+    /// starved, and should be looked at).
+    pub fn discount(&mut self) -> bool {
+        self.discounted = self.discounted.saturating_add(1);
+        self.discounted == 1
+    }
+
     /// Takes in what the data path saw of the backend so far, looked at `now`.
     pub fn observe_data_path(&mut self, evidence: Evidence, now: Instant) {
         if evidence.answered != self.answered || self.answered_at.is_none() {
@@ -129,6 +141,27 @@ impl Tracker {
     /// `monitor.timeout`).
     pub fn data_path_silent(&self) -> bool {
         self.silent > self.silent_at_answer
+    }
+
+    /// How a probe that started at `started` and failed (seen at `now`) counts, given the data
+    /// path: decisive when statements wait on the backend unanswered; for a failure that may be
+    /// the proxy's own (`discountable`: a timeout, a refused monitor login), discounted when the
+    /// backend answered statements during the probe or in the last [`ANSWER_WINDOW`] (all probes
+    /// timing out while statements succeed says the proxy is short of CPU, not that the servers
+    /// failed).
+    pub fn weigh_failure(&self, started: Instant, now: Instant, discountable: bool) -> Weight {
+        if self.data_path_silent() {
+            return Weight::Decisive;
+        }
+        if !discountable {
+            return Weight::Counted;
+        }
+        let since = now.checked_sub(ANSWER_WINDOW).map_or(started, |recent| recent.min(started));
+        if self.answered > 0 && self.answered_at.is_some_and(|at| at >= since) {
+            Weight::Discounted
+        } else {
+            Weight::Counted
+        }
     }
 
     /// The last moment it was known to be answering: its last successful probe, or the last look
@@ -157,6 +190,21 @@ impl Tracker {
         self.observation.as_ref().map(|o| o.writable)
     }
 }
+
+/// How much one failed probe counts ([`Tracker::weigh_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Not at all: the backend answers statements.
+    Discounted,
+    /// One failure towards `monitor.failure_threshold`.
+    Counted,
+    /// Down at once: statements wait on it without an answer.
+    Decisive,
+}
+
+/// Answers seen this recently discount a failed probe however short it was (the data path is
+/// looked at every 100 ms).
+const ANSWER_WINDOW: Duration = Duration::from_millis(250);
 
 /// The new lagging flag: set above `max`, cleared at or below `max / 2`, unchanged in between
 /// or when the lag is unknown.

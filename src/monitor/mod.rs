@@ -56,6 +56,20 @@ pub enum Error {
     NotConnected,
 }
 
+impl Error {
+    /// True when the failure may be the proxy's own (a deadline it missed while short of CPU, a
+    /// login the server refused, an answer it could not read) rather than the server being gone:
+    /// such failures are not counted while the backend answers statements. A refused or reset
+    /// connection always counts.
+    pub fn may_be_the_proxys(&self) -> bool {
+        match self {
+            Error::Timeout { .. } | Error::Malformed(_) => true,
+            Error::Mysql(err) => matches!(err, mysql_async::Error::Server(_)),
+            Error::NotConnected => false,
+        }
+    }
+}
+
 /// What the monitor needs from the rest of the proxy; `app` implements it for the frontend's
 /// shared state.
 pub trait Host: Send + Sync + 'static {

@@ -207,16 +207,9 @@ pub(super) async fn probe_loop(
         let gtid_every =
             (config.routing.consistency == Consistency::Session && RECHECK < settings.interval).then_some(RECHECK);
         if now >= next_full {
-            let before = host.pools().evidence(index);
             let result = prober.full(settings).await;
-            let after = host.pools().evidence(index);
-            let kind = match result {
-                Err(err) if after.answered > before.answered => Kind::Answering(err),
-                Err(err) if after.silent > before.silent => Kind::Silent(err),
-                result => Kind::Full(result),
-            };
-            let failing = matches!(kind, Kind::Full(Err(_)) | Kind::Silent(_));
-            if tx.send(Report { generation, index, at: now, kind }).await.is_err() {
+            let failing = result.is_err();
+            if tx.send(Report { generation, index, at: now, kind: Kind::Full(result) }).await.is_err() {
                 return;
             }
             let fast = seen.fast || failing;

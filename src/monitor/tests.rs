@@ -310,23 +310,28 @@ fn a_promotion_after_the_primary_went_silent_is_followed_at_once() {
 
 #[test]
 fn the_data_path_weighs_in_on_failed_probes() {
-    let h = host(Duration::from_secs(10));
-    let mut co = Coordinator::new(h.clone());
+    use super::health::Weight;
+    use crate::backend::Evidence;
     let t0 = Instant::now();
-    co.apply(full(0, t0, node(true, "0-1-5", false)));
-    co.apply(full(1, t0, node(false, "0-1-5", true)));
-    // Probes time out while the primary answers statements (the proxy is starved of CPU): they
-    // are not counted, however many (the threshold is 2 here).
-    for _ in 0..5 {
-        co.apply(Report { generation: 0, index: BackendIndex(0), at: t0, kind: Kind::Answering(timeout()) });
-    }
-    let t = h.topology.load_full();
-    assert_eq!((t.primary, t.nodes[0].health), (Some(BackendIndex(0)), Health::Up));
-    // A probe of a replica fails while a read waits on it without an answer: down at once.
-    co.apply(Report { generation: 0, index: BackendIndex(1), at: t0, kind: Kind::Silent(timeout()) });
-    assert_eq!(h.topology.load().nodes[1].health, Health::Down);
-}
-
-fn timeout() -> Error {
-    Error::Timeout { after: Duration::from_secs(1) }
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let ev = |answered, silent| Evidence { answered, silent };
+    let mut t = Tracker::default();
+    t.observe_data_path(ev(10, 0), at(0));
+    t.observe_data_path(ev(20, 0), at(100));
+    assert_eq!(t.weigh_failure(at(150), at(1150), true), Weight::Counted, "nothing answered during the probe");
+    t.observe_data_path(ev(30, 1), at(1000));
+    assert_eq!(t.weigh_failure(at(50), at(1050), true), Weight::Discounted, "answered during the probe");
+    assert_eq!(t.weigh_failure(at(50), at(1050), false), Weight::Counted, "a refused connection always counts");
+    assert_eq!(t.weigh_failure(at(1049), at(1050), true), Weight::Discounted, "a short probe: answered just before");
+    assert_eq!(t.weigh_failure(at(1400), at(1401), true), Weight::Counted, "answered too long before a short probe");
+    t.observe_data_path(ev(30, 3), at(1100));
+    assert!(t.data_path_silent(), "statements waited unanswered since the last answer");
+    assert_eq!(t.weigh_failure(at(50), at(1150), true), Weight::Decisive);
+    assert_eq!(t.weigh_failure(at(50), at(1150), false), Weight::Decisive);
+    assert_eq!(t.last_alive(), Some(at(1000)));
+    t.observe_data_path(ev(31, 3), at(1200));
+    assert!(!t.data_path_silent(), "answered again");
+    let (mut u, th) = (Tracker::default(), Thresholds { failures: 3, successes: 1 });
+    assert_eq!(u.record_corroborated_failure(th), Some(false), "decisive: down at once");
+    assert!(!u.is_up());
 }
