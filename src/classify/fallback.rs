@@ -13,8 +13,8 @@ use super::kind::{Flags, Kind};
 
 /// Statements longer than this are not handed to sqlparser (they go to the primary): parsing
 /// runs inline on a worker thread, its cost grows with length, and the client controls the
-/// length. The statements the lexer is unsure of are short OLTP shapes; 8 KiB keeps a
-/// cache-missing parse to about a millisecond in a release build (benches/classify.rs).
+/// length. The statements the lexer is unsure of are short OLTP shapes (cost at the bound:
+/// `sqlparser/in_list_at_length_bound` in benches/classify.rs).
 pub const MAX_FALLBACK_LEN: usize = 8 * 1024;
 
 /// Deepest bracket nesting handed to sqlparser: recursive descent pays per level, and nesting is
