@@ -14,7 +14,9 @@ use super::kind::{Flags, Kind};
 /// Statements longer than this are not handed to sqlparser (they go to the primary): parsing
 /// runs inline on a worker thread, its cost grows with length, and the client controls the
 /// length. The statements the lexer is unsure of are short OLTP shapes (cost at the bound:
-/// `sqlparser/in_list_at_length_bound` in benches/classify.rs).
+/// `sqlparser/in_list_at_length_bound` in benches/classify.rs). Stack: the deepest shapes at the
+/// bound parse, fail and drop within 512 KiB, a quarter of a worker's stack, in a debug build
+/// (`fallback_worst_shapes_fit_a_quarter_of_a_worker_stack`; 256 KiB is not enough).
 pub const MAX_FALLBACK_LEN: usize = 8 * 1024;
 
 /// Deepest bracket nesting handed to sqlparser: recursive descent pays per level, and nesting is

@@ -539,3 +539,46 @@ fn keyword_lookup_is_case_insensitive_and_exact() {
     assert_eq!(lookup_in(b"x transaction", 2, 13), Kw::Transaction, "crosses the 8-byte boundary at the end");
     assert_eq!(lookup_in(b"x transaction yyyyyyyyyyyy", 2, 13), Kw::Transaction);
 }
+
+/// The fallback runs inline on a tokio worker (2 MiB stack). The deepest shapes a statement at
+/// the length bound can build without brackets (operator chains, unary chains, nested CASE,
+/// NOT chains) must parse, fail and drop within a quarter of that, so there is a 4x margin.
+#[test]
+fn fallback_worst_shapes_fit_a_quarter_of_a_worker_stack() {
+    let fill = |head: &str, unit: &str, tail: &str| {
+        let mut sql = head.to_owned();
+        while sql.len() + unit.len() + tail.len() <= MAX_FALLBACK_LEN {
+            sql.push_str(unit);
+        }
+        sql.push_str(tail);
+        sql
+    };
+    let shapes = vec![
+        fill("FOO a", "+a", ""),
+        fill("WITH x AS (SELECT 1) SELECT a", "+a", ""),
+        fill("WITH x AS (SELECT 1) SELECT a", " AND a", ""),
+        fill("WITH x AS (SELECT 1) SELECT ", "- ", "1"),
+        fill("WITH x AS (SELECT 1) SELECT ", "NOT ", "1"),
+        fill("WITH x AS (SELECT 1) SELECT ", "~", "1"),
+        fill("WITH x AS (SELECT 1) SELECT ", "CASE WHEN 1 THEN ", "1"),
+        fill("WITH x AS (SELECT 1) SELECT 1 FROM t", " JOIN t ON 1", ""),
+        fill("WITH x AS (SELECT 1) SELECT a", " COLLATE utf8mb4_bin", ""),
+        fill("WITH x AS (SELECT 1) SELECT a", "::INT", ""),
+        fill("WITH x AS (SELECT 1) SELECT 1 FROM t WHERE a", " IS NULL IS NULL", ""),
+        fill("WITH x AS (SELECT 1) SELECT ", "INTERVAL ", "1 DAY"),
+        fill("WITH x AS (SELECT 1) SELECT ", "EXISTS ", "1"),
+    ];
+    for sql in shapes {
+        assert!(sql.len() <= MAX_FALLBACK_LEN);
+        let worker = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let verdict = fallback_analyze(sql.as_bytes());
+                (sql.get(..40).unwrap_or_default().to_owned(), verdict, started.elapsed())
+            })
+            .unwrap();
+        let (head, verdict, took) = worker.join().expect("the fallback overflowed a 512 KiB stack");
+        println!("{head:40} {verdict:?} {took:?}");
+    }
+}
