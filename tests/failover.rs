@@ -89,6 +89,64 @@ async fn client(i: usize, opts: Opts, stop: Arc<AtomicBool>, journal: Arc<Journa
     }
 }
 
+/// A proxy (with `routing.failover_hold` of 15 s) and [`CLIENTS`] clients writing through it to a
+/// fresh table, until [`Load::finish`].
+struct Load {
+    proxy: TestProxy,
+    db: String,
+    journal: Arc<Journal>,
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts the clients and waits until they are writing.
+    async fn start(cluster: &Cluster, prefix: &str) -> Load {
+        let mut config = cluster.config();
+        config.routing.failover_hold = Duration::from_secs(15);
+        let proxy = TestProxy::start_with(cluster.clone(), config).await;
+        let db = fresh_db(cluster, prefix).await;
+        let mut setup = proxy.connect_db(&db).await;
+        setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
+        let journal = Arc::new(Journal::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..CLIENTS)
+            .map(|i| tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), journal.clone())))
+            .collect();
+        let j: &Journal = &journal;
+        let busy =
+            eventually(Duration::from_secs(20), move || async move { j.acked.lock().unwrap().len() > 200 }).await;
+        assert!(busy, "the clients are writing");
+        Load { proxy, db, journal, stop, clients }
+    }
+
+    /// Waits until writes started after `t` succeed, stops the clients (none may stay stuck) and
+    /// returns what they ran, and the first write acknowledged among those started after `t`.
+    async fn finish(&mut self, t: Instant) -> (Vec<Op>, Instant) {
+        let writes_after = || {
+            let ops = self.journal.ops.lock().unwrap();
+            ops.iter().filter(|o| o.error.is_none() && o.kind != Kind::Read && o.start > t).count()
+        };
+        let w = &writes_after;
+        let resumed = eventually(Duration::from_secs(30), move || async move { w() > 3 * CLIENTS }).await;
+        assert!(resumed, "writes resumed");
+        self.stop.store(true, Ordering::Relaxed);
+        for c in std::mem::take(&mut self.clients) {
+            let joined = tokio::time::timeout(Duration::from_secs(20), c).await;
+            assert!(joined.is_ok(), "a client is still stuck");
+            joined.unwrap().unwrap();
+        }
+        let ops = self.journal.ops.lock().unwrap().clone();
+        let first = ops
+            .iter()
+            .filter(|o| o.error.is_none() && matches!(o.kind, Kind::Write | Kind::Commit) && o.start > t)
+            .map(|o| o.end)
+            .min()
+            .expect("a write succeeded");
+        (ops, first)
+    }
+}
+
 /// Polls the replicas directly until one of them turns writable; returns when.
 async fn promoted_at(replicas: Vec<u16>) -> (Instant, u16) {
     let mut conns = Vec::new();
@@ -154,22 +212,8 @@ async fn promotion_under_load() {
     restore_cluster().await;
     let cluster = Cluster::shared().await;
     semi_sync(&cluster, true).await;
-    let mut config = cluster.config();
-    config.routing.failover_hold = Duration::from_secs(15);
-    let proxy = TestProxy::start_with(cluster.clone(), config).await;
-    let db = fresh_db(&cluster, "failover").await;
-    let mut setup = proxy.connect_db(&db).await;
-    setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
-
-    let journal = Arc::new(Journal::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for i in 0..CLIENTS {
-        clients.push(tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), journal.clone())));
-    }
-    let j: &Journal = &journal;
-    let busy = eventually(Duration::from_secs(20), move || async move { j.acked.lock().unwrap().len() > 200 }).await;
-    assert!(busy, "the clients are writing");
+    let mut load = Load::start(&cluster, "failover").await;
+    let (db, journal) = (load.db.clone(), load.journal.clone());
 
     let (pid, old_port) = faults::node("PRIMARY");
     assert_eq!(old_port, cluster.primary);
@@ -180,27 +224,10 @@ async fn promotion_under_load() {
         cluster_sh_async(&["failover"]).await;
         (issued, killed)
     };
-    let ((issued, killed), (demoted, elected)) = tokio::join!(failover, proxy_view(&proxy, old_port));
+    let ((issued, killed), (demoted, elected)) = tokio::join!(failover, proxy_view(&load.proxy, old_port));
     let (promoted, new_port) = promotion.await.unwrap();
-    let writes_after = |t: Instant| {
-        let ops = journal.ops.lock().unwrap();
-        ops.iter().filter(|o| o.error.is_none() && o.kind != Kind::Read && o.start > t).count()
-    };
-    let w = &writes_after;
-    let resumed = eventually(Duration::from_secs(30), move || async move { w(promoted) > 3 * CLIENTS }).await;
-    assert!(resumed, "writes resumed after the promotion");
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
-
-    let ops = journal.ops.lock().unwrap().clone();
-    let first_write_after_kill = ops
-        .iter()
-        .filter(|o| o.error.is_none() && matches!(o.kind, Kind::Write | Kind::Commit) && o.start > killed)
-        .map(|o| o.end)
-        .min()
-        .expect("a write succeeded after the kill");
+    let (ops, first_write_after_kill) = load.finish(killed).await;
+    let proxy = &load.proxy;
     let resume = first_write_after_kill.saturating_duration_since(promoted);
     eprintln!(
         "kill -9 → proxy has no primary {:?}; kill → promotion {:?}; promotion → proxy elects it {:?}; promotion → \
@@ -245,9 +272,8 @@ async fn promotion_under_load() {
     // The killed primary comes back as a replica of the new one and rejoins read rotation.
     restore_cluster().await;
     let old_index = BackendIndex(cluster.ports.iter().position(|&p| p == old_port).unwrap());
-    let p = &proxy;
     let back = eventually(Duration::from_secs(30), move || async move {
-        let t = p.handle.topology();
+        let t = proxy.handle.topology();
         t.nodes[old_index.0].health == Health::Up && t.primary == Some(new_index)
     })
     .await;
@@ -415,23 +441,7 @@ async fn writes_follow_a_promotion_away_from_a_frozen_primary() {
 async fn frozen_primary() {
     restore_cluster().await;
     let cluster = Cluster::shared().await;
-    let mut config = cluster.config();
-    config.routing.failover_hold = Duration::from_secs(15);
-    let proxy = TestProxy::start_with(cluster.clone(), config).await;
-    let db = fresh_db(&cluster, "frozen").await;
-    let mut setup = proxy.connect_db(&db).await;
-    setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
-
-    let journal = Arc::new(Journal::default());
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for i in 0..CLIENTS {
-        clients.push(tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), journal.clone())));
-    }
-    let j: &Journal = &journal;
-    let busy = eventually(Duration::from_secs(20), move || async move { j.acked.lock().unwrap().len() > 200 }).await;
-    assert!(busy, "the clients are writing");
-
+    let mut load = Load::start(&cluster, "frozen").await;
     let (pid, old_port) = faults::node("PRIMARY");
     let status = std::process::Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
     assert!(status.success(), "kill -STOP {pid}");
@@ -440,29 +450,8 @@ async fn frozen_primary() {
     let promote = move || root_sql(label, "STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = 0");
     tokio::task::spawn_blocking(promote).await.unwrap();
     let promoted = Instant::now();
-    let (_, elected) = proxy_view(&proxy, old_port).await;
-
-    let writes_after = |t: Instant| {
-        let ops = journal.ops.lock().unwrap();
-        ops.iter().filter(|o| o.error.is_none() && o.kind != Kind::Read && o.start > t).count()
-    };
-    let w = &writes_after;
-    let resumed = eventually(Duration::from_secs(30), move || async move { w(promoted) > 3 * CLIENTS }).await;
-    assert!(resumed, "writes resumed after the promotion");
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let joined = tokio::time::timeout(Duration::from_secs(20), c).await;
-        assert!(joined.is_ok(), "a client is still stuck on the frozen primary");
-        joined.unwrap().unwrap();
-    }
-
-    let ops = journal.ops.lock().unwrap().clone();
-    let first_write = ops
-        .iter()
-        .filter(|o| o.error.is_none() && matches!(o.kind, Kind::Write | Kind::Commit) && o.start > promoted)
-        .map(|o| o.end)
-        .min()
-        .expect("a write succeeded after the promotion");
+    let (_, elected) = proxy_view(&load.proxy, old_port).await;
+    let (ops, first_write) = load.finish(promoted).await;
     let resume = first_write.saturating_duration_since(promoted);
     let stuck: Vec<&Op> = ops.iter().filter(|o| o.error.is_some()).collect();
     let last_error = stuck.iter().map(|o| o.end).max().map(|t| t.saturating_duration_since(promoted));
@@ -489,5 +478,5 @@ async fn frozen_primary() {
     }
     assert!(errors_per_client.iter().all(|&n| n <= 1), "one error at most per client: {errors_per_client:?}");
     let new_index = BackendIndex(cluster.ports.iter().position(|&p| p == new_port).unwrap());
-    assert_eq!(proxy.handle.topology().primary, Some(new_index));
+    assert_eq!(load.proxy.handle.topology().primary, Some(new_index));
 }
