@@ -12,15 +12,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use common::differential::{blocking, run_report, Run};
 use common::{fresh_db, Cluster, TestProxy};
-
-/// Upper bound for one build or one client run; they normally take a few seconds.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where Debian's golang-github-go-sql-driver-mysql-dev puts the driver's source (a GOPATH).
 const DEBIAN_GOPATH: &str = "/usr/share/gocode";
@@ -31,66 +27,6 @@ fn clients_dir() -> PathBuf {
 
 fn build_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("clients")
-}
-
-/// What a finished child process printed.
-struct Run {
-    status: std::process::ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-impl Run {
-    fn report(&self, what: &str) -> String {
-        format!(
-            "{what}: {} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.took, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs `cmd` to completion, killing it after `CLIENT_TIMEOUT`; panics when it cannot start, times
-/// out or exits non-zero, with everything it printed. Blocking: call inside `spawn_blocking`.
-fn run(mut cmd: Command, what: &str) -> Run {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
-    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut text);
-            }
-            String::from_utf8_lossy(&text).into_owned()
-        })
-    };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
-            break (status, false);
-        }
-        if started.elapsed() > CLIENT_TIMEOUT {
-            let _ = child.kill();
-            break (child.wait().expect("wait for the killed child"), true);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let run = Run {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-        took: started.elapsed(),
-    };
-    assert!(!timed_out, "{}", run.report(&format!("{what} timed out after {CLIENT_TIMEOUT:?} and was killed")));
-    assert!(run.status.success(), "{}", run.report(&format!("{what} failed")));
-    run
 }
 
 /// Builds the Go client offline and returns the binary. Go's build cache lives next to it, so a
@@ -120,7 +56,7 @@ fn build_go_client() -> PathBuf {
         .env("GOENV", "off")
         .env("GOPATH", DEBIAN_GOPATH)
         .env("GOCACHE", build_dir().join("go-cache"));
-    let build = run(cmd, "go build of tests/clients/go");
+    let build = run_report(cmd, "go build of tests/clients/go");
     println!("go build of tests/clients/go took {:.1?}", build.took);
     out
 }
@@ -146,15 +82,6 @@ fn python_with_pymysql() -> String {
     )
 }
 
-/// Runs blocking `f` off the runtime (so the in-process proxy keeps serving) and re-raises its
-/// panic as is, so a failure reads as the program's report rather than a `JoinError`.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(value) => value,
-        Err(err) => std::panic::resume_unwind(err.into_panic()),
-    }
-}
-
 /// Starts a proxy, gives the client program a fresh database and runs `command(proxy port, db,
 /// primary port)` on a blocking thread; returns what it printed.
 async fn run_against_proxy(prefix: &str, what: &'static str, command: impl FnOnce(u16, &str, u16) -> Command) -> Run {
@@ -165,7 +92,7 @@ async fn run_against_proxy(prefix: &str, what: &'static str, command: impl FnOnc
     let proxy = TestProxy::start(cluster).await;
     let db = fresh_db(&proxy.cluster, prefix).await;
     let cmd = command(proxy.port(), &db, proxy.cluster.primary);
-    let run = blocking(move || run(cmd, what)).await;
+    let run = blocking(move || run_report(cmd, what)).await;
     print!("{}", run.report(what));
     run
 }

@@ -4,16 +4,38 @@
 //! differences or of open bugs (each with its reason). Used by the client-library harnesses.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Upper bound for one build or one client run; they normally take well under a few seconds.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `cmd` to completion (killed after [`CLIENT_TIMEOUT`]); panics when it cannot start,
-/// times out or fails, with what it printed. Returns stdout. Blocking: call inside
-/// [`blocking`].
-pub fn run(mut cmd: Command, what: &str) -> String {
+/// What a finished child process printed.
+pub struct Run {
+    /// How it exited.
+    pub status: std::process::ExitStatus,
+    /// Everything it printed on stdout.
+    pub stdout: String,
+    /// Everything it printed on stderr.
+    pub stderr: String,
+    /// How long it ran.
+    pub took: Duration,
+}
+
+impl Run {
+    /// The run, for a failure message or the test's output.
+    pub fn report(&self, what: &str) -> String {
+        format!(
+            "{what}: {} after {:.1?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.took, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion, killing it after [`CLIENT_TIMEOUT`]; panics when it cannot start,
+/// times out or exits non-zero, with everything it printed. Blocking: call inside [`blocking`].
+pub fn run_report(mut cmd: Command, what: &str) -> Run {
     let started = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -21,31 +43,42 @@ pub fn run(mut cmd: Command, what: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{what}: cannot start {cmd:?}: {e}"));
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
+    // Drain both pipes on their own threads so a chatty child never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().expect("wait for the child") {
+            break (status, false);
         }
         if started.elapsed() > CLIENT_TIMEOUT {
             let _ = child.kill();
-            panic!("{what} timed out after {CLIENT_TIMEOUT:?}");
+            break (child.wait().expect("wait for the killed child"), true);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    assert!(status.success(), "{what} failed: {status}\n--- stdout ---\n{out}\n--- stderr ---\n{err}");
-    out
+    let run = Run {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+        took: started.elapsed(),
+    };
+    assert!(!timed_out, "{}", run.report(&format!("{what} timed out after {CLIENT_TIMEOUT:?} and was killed")));
+    assert!(run.status.success(), "{}", run.report(&format!("{what} failed")));
+    run
+}
+
+/// [`run_report`], returning only stdout.
+pub fn run(cmd: Command, what: &str) -> String {
+    run_report(cmd, what).stdout
 }
 
 /// Runs blocking work (a client process) off the test's runtime, re-raising its panic.
