@@ -42,6 +42,12 @@ fn lexer(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(sql.len() as u64));
         g.bench_function(name, |b| b.iter(|| lex(black_box(sql.as_bytes()))));
     }
+    // One big statement: how long a worker is busy lexing it (issue 13 item 7).
+    let mut big = b"SELECT LENGTH('".to_vec();
+    big.resize(big.len() + (16 << 20), b'x');
+    big.extend_from_slice(b"')");
+    g.throughput(Throughput::Bytes(big.len() as u64));
+    g.bench_function("select_16mib_string", |b| b.iter(|| lex(black_box(&big))));
     g.finish();
 }
 

@@ -6,6 +6,8 @@
 #   RWSPLIT_BENCH_DURATION=5 RWSPLIT_BENCH_REPS=1 scripts/bench.sh     a quick look
 #   scripts/bench.sh profile                 instructions (callgrind) and system calls (strace) per point select:
 #                                            exact counts that repeat on a noisy machine, for before/after checks
+#   scripts/bench.sh fairness                point-select latency (8 clients) while one client sends 16 MiB queries
+#                                            and one reads 16 MiB results, directly and through the proxy
 #   scripts/bench.sh memory                  the proxy's resident memory idle, while clients send 20 MiB queries,
 #                                            and after they stop (buffers grown for one big packet are given back)
 #   RWSPLIT_CLUSTER_DIR=/tmp/rwsplit-bench-cluster RWSPLIT_CLUSTER_PORT_BASE=15306 scripts/cluster.sh down
@@ -553,6 +555,42 @@ memory() {
   echo "| $(git rev-parse --short HEAD) | $(mb "$idle") | $(mb "$peak") | $(mb "$after") |"
 }
 
+# fairness: latency of point selects from 8 clients while one client sends 16 MiB queries and one reads
+# 16 MiB results (benches/fairness.rs), directly against the primary and through rwsplit, each also without
+# the big clients; printed as a markdown table.
+fairness() {
+  start_proxy
+  local exe
+  exe=$(bench_exe fairness)
+  [[ -x $exe ]] || die "could not build benches/fairness.rs"
+  echo "| target | big clients | small queries/s | p50 ms | p99 ms | p99.9 ms | max ms | 16 MiB packets moved in 13 s |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  local target port big out
+  for target in direct proxy; do
+    port=$RWSPLIT_PRIMARY_PORT
+    [[ $target == proxy ]] && port=$PROXY_PORT
+    for big in 0 1; do
+      local big_pid="" moved=0
+      if [[ $big == 1 ]]; then
+        # The big clients run in a process of their own, as another application would.
+        FAIRNESS_PORT=$port FAIRNESS_SMALL=0 FAIRNESS_SECS=13 "$exe" >"$WORK/fairness-big.out" 2>>"$WORK/fairness.log" &
+        big_pid=$!
+        sleep 2
+      fi
+      out=$(FAIRNESS_PORT=$port FAIRNESS_BIG=0 FAIRNESS_BIG_RESULTS=0 FAIRNESS_TABLES=$TABLES FAIRNESS_ROWS=$TABLE_SIZE \
+        "$exe" 2>>"$WORK/fairness.log") || die "benches/fairness failed against $target; see $WORK/fairness.log"
+      if [[ -n $big_pid ]]; then
+        wait "$big_pid" || die "the big clients failed against $target; see $WORK/fairness.log"
+        moved=$(awk -F= '$1 == "big_packets" { print $2 }' "$WORK/fairness-big.out")
+      fi
+      get() { awk -F= -v k="$1" '$1 == k { print $2 }' <<<"$out"; }
+      ms() { awk -v u="$(get "$1")" 'BEGIN { printf "%.1f", u / 1000 }'; }
+      echo "| $target | $([[ $big == 1 ]] && echo "1 sending + 1 reading" || echo none) | $(get qps) | $(ms p50_us) | $(ms p99_us) | $(ms p999_us) | $(ms max_us) | $moved |"
+    done
+  done
+  stop_proxy
+}
+
 profile() {
   local n=$PROFILE_QUERIES
   has valgrind && has callgrind_control && has callgrind_annotate || die "profile needs valgrind (apt-get install valgrind)"
@@ -622,6 +660,11 @@ main() {
   if [[ ${1:-} == memory ]]; then
     prepare_tables
     memory
+    return
+  fi
+  if [[ ${1:-} == fairness ]]; then
+    prepare_tables
+    fairness
     return
   fi
   start_proxy

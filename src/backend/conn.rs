@@ -12,8 +12,9 @@ use super::tls::{BackendStream, Connector};
 use super::Error;
 use crate::protocol::handshake::Greeting;
 use crate::protocol::okerr::{self, ERR_HEADER, OK_HEADER};
-use crate::protocol::packet::{flush, put_packet, Frame, FrameReader};
+use crate::protocol::packet::{flush, put_packet, write_all, Frame, FrameReader};
 use crate::protocol::prepare::Prepared;
+use crate::protocol::response::PASS_THROUGH;
 use crate::protocol::stream::Stream;
 use crate::protocol::{CapabilityFlags, MAX_FRAME_PAYLOAD};
 
@@ -264,10 +265,27 @@ impl Conn {
             close[1..].copy_from_slice(&id.to_le_bytes());
             put_packet(&mut self.out, 0, &close);
         }
-        self.out.reserve(payload.len() + 4 * (payload.len() / MAX_FRAME_PAYLOAD + 1));
-        put_packet(&mut self.out, 0, payload);
-        flush(&mut self.stream, &mut self.out, timeout).await?;
-        Ok(())
+        if payload.len() < PASS_THROUGH {
+            self.out.reserve(payload.len() + 4 * (payload.len() / MAX_FRAME_PAYLOAD + 1));
+            put_packet(&mut self.out, 0, payload);
+            flush(&mut self.stream, &mut self.out, timeout).await?;
+            return Ok(());
+        }
+        // A large packet is written from the client's buffer, frame by frame, instead of being
+        // copied behind the frame headers (see `PASS_THROUGH`).
+        let (mut rest, mut seq) = (payload, 0u8);
+        loop {
+            let n = rest.len().min(MAX_FRAME_PAYLOAD);
+            let (chunk, tail) = rest.split_at(n);
+            let len = u32::try_from(n).unwrap_or(0).to_le_bytes();
+            self.out.extend_from_slice(&[len[0], len[1], len[2], seq]);
+            flush(&mut self.stream, &mut self.out, timeout).await?;
+            write_all(&mut self.stream, chunk, timeout).await?;
+            if n < MAX_FRAME_PAYLOAD {
+                return Ok(());
+            }
+            (rest, seq) = (tail, seq.wrapping_add(1));
+        }
     }
 
     /// The next response frame already buffered, if any (no I/O).

@@ -532,6 +532,7 @@ pub(super) async fn relay(
     let first_seq = tracker.next_seq();
     let backend_err =
         |tracker: &Tracker, err: backend::Error| RelayError::Backend { err, sent: tracker.next_seq() != first_seq };
+    tracker.pass_large_frames();
     backend.send_after(framed, payload, timeout).await.map_err(|e| backend_err(tracker, e))?;
     loop {
         let Some(frame) = backend.buffered_frame() else {
@@ -543,7 +544,11 @@ pub(super) async fn relay(
             backend.fill(timeout).await.map_err(|e| backend_err(tracker, e))?;
             continue;
         };
-        match tracker.feed(frame, &mut io.out) {
+        let step = tracker.feed(frame, &mut io.out);
+        if let Some(large) = tracker.take_through() {
+            io.flush_then(large.as_bytes(), timeout).await.map_err(RelayError::Client)?;
+        }
+        match step {
             Ok(Step::More) => {
                 if io.out.len() >= FLUSH_AT && !tracker.is_holding() {
                     io.flush(timeout).await.map_err(RelayError::Client)?;

@@ -56,6 +56,14 @@ impl ClientIo {
         flush(&mut self.stream, &mut self.out, timeout).await
     }
 
+    /// Writes everything pending, then `frame` as it is, within `timeout` each (a large frame is
+    /// written from where it was read instead of being copied behind the pending bytes).
+    pub async fn flush_then(&mut self, frame: &[u8], timeout: Duration) -> Result<(), WireError> {
+        self.flush(timeout).await?;
+        self.sent += frame.len() as u64;
+        crate::protocol::packet::write_all(&mut self.stream, frame, timeout).await
+    }
+
     /// Reads one logical packet.
     pub async fn read_packet(&mut self, timeout: Duration, limit: usize) -> Result<(u8, Bytes), WireError> {
         let packet = self.reader.packet(&mut self.stream, timeout, limit).await?;

@@ -25,6 +25,19 @@ const READ_CHUNK: usize = 64 * 1024;
 /// query does not keep megabytes per connection for the rest of its life.
 pub const KEEP_AT_MOST: usize = 1024 * 1024;
 
+/// Most bytes one socket read takes: a read into a large reserved frame would otherwise copy
+/// whatever the kernel holds (megabytes) in one go.
+const READ_AT_MOST: usize = 256 * 1024;
+
+/// A task moving a large packet yields after this many bytes (read, or written by
+/// [`write_all`]), so that small statements on the same worker are not held behind it: tokio's
+/// cooperative budget alone allows 128 socket operations, megabytes, per turn.
+const YIELD_EVERY: usize = 512 * 1024;
+
+/// Bytes of a frame that must have arrived before the reader reserves the rest of it at once
+/// (see [`FrameReader::next_buffered`]). A peer makes the reader hold at most 16x what it sent.
+const RESERVE_REST_AFTER: usize = 1024 * 1024;
+
 /// Free space a new reader starts with: an idle client costs this much, not [`READ_CHUNK`].
 /// The chunk doubles each time a read fills it, up to [`READ_CHUNK`].
 const FIRST_CHUNK: usize = 4 * 1024;
@@ -68,6 +81,8 @@ pub struct FrameReader {
     buf: BytesMut,
     /// Free space to make before a read; grows while reads fill it.
     chunk: usize,
+    /// Bytes read since this reader last let other tasks run (see [`YIELD_EVERY`]).
+    since_yield: usize,
 }
 
 impl Default for FrameReader {
@@ -79,7 +94,7 @@ impl Default for FrameReader {
 impl FrameReader {
     /// An empty reader.
     pub fn new() -> Self {
-        Self { buf: BytesMut::with_capacity(FIRST_CHUNK), chunk: FIRST_CHUNK }
+        Self { buf: BytesMut::with_capacity(FIRST_CHUNK), chunk: FIRST_CHUNK, since_yield: 0 }
     }
 
     /// Splits one complete frame off the buffer, if one is there.
@@ -91,8 +106,12 @@ impl FrameReader {
         if self.buf.len() < HEADER_LEN + len {
             // Grow towards the whole frame, but by at most what has arrived (or one read chunk): a
             // header alone must not make the reader allocate the 16 MiB it claims.
+            // Once a peer has sent a good part of a large frame, the rest is reserved at once:
+            // growing by doubling would copy the frame over and over (and fault in fresh pages each
+            // time), holding the worker for milliseconds per big packet.
             let missing = HEADER_LEN + len - self.buf.len();
-            self.buf.reserve(missing.min(self.buf.len().max(self.chunk)));
+            let step = if self.buf.len() >= RESERVE_REST_AFTER { missing } else { self.buf.len().max(self.chunk) };
+            self.buf.reserve(missing.min(step));
             return None;
         }
         let frame = Frame { bytes: self.buf.split_to(HEADER_LEN + len) };
@@ -126,9 +145,20 @@ impl FrameReader {
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
-        let n = within(timeout, io.read_buf(&mut self.buf)).await??;
+        let n = if room > READ_AT_MOST {
+            within(timeout, io.read_buf(&mut (&mut self.buf).limit(READ_AT_MOST))).await??
+        } else {
+            within(timeout, io.read_buf(&mut self.buf)).await??
+        };
         if n == 0 {
             return Err(if self.buf.is_empty() { Error::Closed } else { Error::Truncated });
+        }
+        self.since_yield += n;
+        if self.since_yield >= YIELD_EVERY {
+            // A large packet arrives in many reads that may all complete at once: let the other
+            // tasks on this worker run between pieces of it.
+            self.since_yield = 0;
+            tokio::task::yield_now().await;
         }
         if n >= room && self.chunk < READ_CHUNK {
             // The peer had more to say than fitted: read bigger pieces from now on.
@@ -174,7 +204,15 @@ impl FrameReader {
             let _ = bytes.split_to(HEADER_LEN);
             return Ok((seq, bytes.freeze()));
         }
-        let mut payload = BytesMut::from(first.payload());
+        // Copied in pieces with a yield between them: a 16 MiB copy into fresh pages in one go
+        // holds the worker for milliseconds.
+        let mut payload = BytesMut::with_capacity(first.payload().len() + MAX_FRAME_PAYLOAD.min(limit) / 16);
+        for piece in first.payload().chunks(YIELD_EVERY) {
+            payload.extend_from_slice(piece);
+            if piece.len() == YIELD_EVERY {
+                tokio::task::yield_now().await;
+            }
+        }
         let mut expected = first.seq().wrapping_add(1);
         loop {
             if payload.len() > limit {
@@ -229,6 +267,21 @@ pub async fn flush<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut, timeou
     if buf.capacity() > KEEP_AT_MOST {
         *buf = BytesMut::new();
     }
+    Ok(())
+}
+
+/// Writes `bytes` as they are, within `timeout`.
+pub async fn write_all<W: AsyncWrite + Unpin>(io: &mut W, bytes: &[u8], timeout: Duration) -> Result<()> {
+    let write = async {
+        for piece in bytes.chunks(YIELD_EVERY) {
+            io.write_all(piece).await?;
+            if piece.len() == YIELD_EVERY {
+                tokio::task::yield_now().await;
+            }
+        }
+        io.flush().await
+    };
+    within(timeout, write).await??;
     Ok(())
 }
 

@@ -141,7 +141,17 @@ pub struct Tracker {
     /// More results are known to follow the current one (a `CALL`): used when a result too
     /// large to hold needs its EOF before its terminator is known.
     more_expected: bool,
+    /// Whether frames of [`PASS_THROUGH`] bytes or more are handed back instead of copied (see
+    /// [`Tracker::pass_large_frames`]).
+    pass_large: bool,
+    /// A large frame to write after what `feed` put in `out`.
+    through: Option<Frame>,
 }
+
+/// A frame this large is not copied into the client's write buffer when the caller allows it: a
+/// copy of a 16 MiB row into fresh pages holds a worker for milliseconds, and everybody else on
+/// that worker waits.
+pub const PASS_THROUGH: usize = 256 * 1024;
 
 impl Tracker {
     /// A tracker for the response to a command the client sent with last sequence id
@@ -163,7 +173,21 @@ impl Tracker {
             outcome: Outcome { status, ..Outcome::default() },
             held: None,
             more_expected: false,
+            pass_large: false,
+            through: None,
         }
+    }
+
+    /// Lets [`Tracker::feed`] hand back frames of [`PASS_THROUGH`] bytes or more (renumbered, and
+    /// always the last thing for the client from that `feed`) instead of copying them into `out`;
+    /// the caller then writes `out` and [`Tracker::take_through`]'s frame, in that order.
+    pub fn pass_large_frames(&mut self) {
+        self.pass_large = true;
+    }
+
+    /// The large frame the last [`Tracker::feed`] handed back, if any.
+    pub fn take_through(&mut self) -> Option<Frame> {
+        self.through.take()
     }
 
     /// Tells the tracker that every result set of this response is followed by another (the
@@ -196,17 +220,17 @@ impl Tracker {
     }
 
     /// Consumes one backend frame, appending what the client must receive to `out`.
-    pub fn feed(&mut self, mut frame: Frame, out: &mut BytesMut) -> Result<Step> {
+    pub fn feed(&mut self, frame: Frame, out: &mut BytesMut) -> Result<Step> {
         if self.continuation {
             self.continuation = frame.is_continued();
-            self.forward(&mut frame, out);
+            self.forward(frame, out);
             return Ok(Step::More);
         }
         let payload = frame.payload();
         let first = payload.first().copied();
         let is_terminator_sized = payload.len() < MAX_FRAME_PAYLOAD;
         if self.expect == Expect::Single {
-            self.forward(&mut frame, out);
+            self.forward(frame, out);
             self.state = State::Finished;
             return Ok(Step::Done(std::mem::take(&mut self.outcome)));
         }
@@ -216,7 +240,7 @@ impl Tracker {
             // A MariaDB progress report (`MARIADB_CLIENT_PROGRESS`, error code 0xFFFF) comes before
             // the real response of a long statement: relayed, and the response goes on.
             (State::First, Some(ERR_HEADER)) if payload.get(1..3) == Some(&[0xFF, 0xFF][..]) => {
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 Ok(Step::More)
             }
             (State::First | State::Rows { .. } | State::Definitions, Some(ERR_HEADER)) => {
@@ -227,7 +251,7 @@ impl Tracker {
                     let status = hold::guess_status(self.outcome.status, self.more_expected);
                     self.emit_with(out, |b| encode_eof(0, status, b));
                 }
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 self.state = State::Finished;
                 Ok(Step::Done(std::mem::take(&mut self.outcome)))
             }
@@ -237,7 +261,7 @@ impl Tracker {
                 self.after_terminator(&ok)
             }
             (State::First, Some(LOCAL_INFILE_HEADER)) if self.expect == Expect::Results => {
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 Ok(Step::LocalInfile)
             }
             (State::First, Some(_)) if self.expect == Expect::Results => {
@@ -248,7 +272,7 @@ impl Tracker {
                 if !self.framing.deprecate_eof || !self.framing.ps_multi_results {
                     self.held = Some(hold::Pending { start: out.len(), start_seq: self.seq, eof_status_at: None });
                 }
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 self.outcome.result_set = true;
                 self.outcome.last_result_rows = 0;
                 self.state = State::Columns(columns);
@@ -256,7 +280,7 @@ impl Tracker {
             }
             (State::Columns(left), Some(_)) => {
                 self.continuation = frame.is_continued();
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 self.state = if left > 1 {
                     State::Columns(left - 1)
                 } else {
@@ -312,12 +336,12 @@ impl Tracker {
                 self.outcome.rows += 1;
                 self.outcome.last_result_rows += 1;
                 self.continuation = frame.is_continued();
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 Ok(Step::More)
             }
             (State::Definitions, Some(_)) => {
                 self.continuation = frame.is_continued();
-                self.forward(&mut frame, out);
+                self.forward(frame, out);
                 Ok(Step::More)
             }
             (State::First, Some(_)) => Err(Error::malformed("response (unexpected result set)")),
@@ -348,10 +372,16 @@ impl Tracker {
         }
     }
 
-    fn forward(&mut self, frame: &mut Frame, out: &mut BytesMut) {
+    fn forward(&mut self, mut frame: Frame, out: &mut BytesMut) {
         self.backend_seq = frame.seq();
         frame.set_seq(self.seq);
         self.seq = self.seq.wrapping_add(1);
+        if self.pass_large && frame.as_bytes().len() >= PASS_THROUGH && self.through.is_none() {
+            // Too large to hold (as below), and written by the caller after `out`.
+            self.held = None;
+            self.through = Some(frame);
+            return;
+        }
         out.extend_from_slice(frame.as_bytes());
         if self.held.as_ref().is_some_and(|held| out.len().saturating_sub(held.start) > hold::HOLD_LIMIT) {
             // Too large to hold: it streams, and the EOF before its rows keeps a guess.
