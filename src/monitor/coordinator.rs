@@ -209,9 +209,10 @@ impl Coordinator {
             .map(|(n, t)| Candidate {
                 index: n.index,
                 up: t.is_up(),
-                // Statements waiting on it unanswered make it a suspect before its next probe
-                // fails (that takes up to monitor.timeout).
-                reachable: t.is_reachable() && !t.data_path_silent(),
+                reachable: t.is_reachable(),
+                // Statements waiting on it unanswered can make it a suspect before its next
+                // probe fails (that takes up to monitor.timeout); see `elect`.
+                silent: t.data_path_silent(),
                 writable: t.writable(),
                 last_ok: t.last_alive(),
                 writable_since: t.writable_since(),

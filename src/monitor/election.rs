@@ -17,6 +17,9 @@ pub struct Candidate {
     pub up: bool,
     /// The latest probe succeeded.
     pub reachable: bool,
+    /// Statements wait on it without an answer since it last answered one (the data path's
+    /// suspicion, before a probe can fail).
+    pub silent: bool,
     /// Writable at the last successful probe; `None` before the first one.
     pub writable: Option<bool>,
     /// The last moment it was known to answer (a successful probe, or statements answered).
@@ -43,16 +46,28 @@ pub struct Election {
 ///   answering after `W` turned writable, and `W` is not `current`; then none until that one is
 ///   confirmed down or answers again. A suspect last seen before `W` turned writable does not
 ///   hold `W` back: `W` was promoted after the suspect went silent, which is what a failover
-///   looks like (an orchestrator promoting a replica of a frozen or partitioned primary).
+///   looks like (an orchestrator promoting a replica of a frozen or partitioned primary). A
+///   writer whose probe still passes but whose data path fell silent before `W` turned writable
+///   counts as such a suspect; one merely busy with a long statement does not (it answered after
+///   `W` turned writable, or nobody else turned writable).
 /// * None reachable: keep `current` while it is up and was writable at its last probe (or was
 ///   never probed: the configuration's hint); else none.
 pub fn elect(current: Option<BackendIndex>, candidates: &[Candidate]) -> Election {
     let writers = || candidates.iter().filter(|c| c.up && c.writable == Some(true));
-    let reachable: Vec<BackendIndex> = writers().filter(|c| c.reachable).map(|c| c.index).collect();
+    // `c` was last seen answering before `w` turned writable.
+    let silent_before =
+        |c: &Candidate, w: &Candidate| matches!((c.last_ok, w.writable_since), (Some(ok), Some(since)) if ok < since);
+    // A probe-reachable writer whose data path fell silent before another, answering writer
+    // turned writable has been replaced (a promotion away from a frozen primary whose probe has
+    // not failed yet). Silence alone (one long statement) changes nothing.
+    let replaced = |c: &Candidate| {
+        c.silent && writers().any(|w| w.index != c.index && w.reachable && !w.silent && silent_before(c, w))
+    };
+    let live = |c: &Candidate| c.reachable && !replaced(c);
+    let reachable: Vec<BackendIndex> = writers().filter(|c| live(c)).map(|c| c.index).collect();
     let suspects = |w: BackendIndex| {
-        let since = candidates.iter().find(|c| c.index == w).and_then(|c| c.writable_since);
-        let silent_before = |c: &Candidate| matches!((c.last_ok, since), (Some(ok), Some(since)) if ok < since);
-        writers().filter(|c| !c.reachable && !silent_before(c)).count()
+        let Some(w) = candidates.iter().find(|c| c.index == w) else { return 0 };
+        writers().filter(|c| !live(c) && !silent_before(c, w)).count()
     };
     match reachable.as_slice() {
         [] => {

@@ -71,7 +71,7 @@ fn gtid_history_measures_how_long_a_replica_missed_what_the_primary_had() {
 }
 
 fn c(i: usize, up: bool, reachable: bool, writable: Option<bool>) -> Candidate {
-    Candidate { index: BackendIndex(i), up, reachable, writable, last_ok: None, writable_since: None }
+    Candidate { index: BackendIndex(i), up, reachable, silent: false, writable, last_ok: None, writable_since: None }
 }
 
 #[test]
@@ -287,6 +287,17 @@ fn a_suspect_last_seen_before_the_promotion_does_not_hold_it_back() {
     assert_eq!(elect(b(0), &[old(at(1250)), promoted(at(1200))]), Election { primary: None, split_brain: false });
     // Unknown times never move the primary.
     assert_eq!(elect(b(0), &[old(None), promoted(at(1200))]), Election { primary: None, split_brain: false });
+    // Its probe still passes, but its data path fell silent before the promotion: replaced.
+    let silent = |last_ok| Candidate { reachable: true, silent: true, ..old(last_ok) };
+    assert_eq!(elect(b(0), &[silent(at(0)), promoted(at(1200))]), Election { primary: b(1), split_brain: false });
+    // Two writers all along (split brain) and a long statement on the current one: it stays.
+    assert_eq!(
+        elect(b(0), &[silent(at(1250)), promoted(at(1200))]),
+        Election { primary: b(0), split_brain: true },
+        "silent, but it answered after the other turned writable"
+    );
+    let alone = [silent(at(0)), c(1, true, true, Some(false))];
+    assert_eq!(elect(b(0), &alone), Election { primary: b(0), split_brain: false }, "a long statement alone");
 }
 
 #[test]
