@@ -30,27 +30,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts};
+
+#[path = "common/load.rs"]
+mod load;
+use load::{env_or, Login};
 
 struct Settings {
-    port: u16,
+    login: Login,
     pid: u32,
     backend_ports: Vec<u16>,
     idle: usize,
     active: usize,
     secs: u64,
-    db: String,
-    user: String,
-    password: String,
-    tables: u32,
-    rows: u32,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().ok().with_context(|| format!("{name}={v:?} is not valid")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Settings {
@@ -62,39 +54,21 @@ impl Settings {
             .map(|p| p.trim().parse().context("CONNSCALE_BACKEND_PORTS"))
             .collect::<Result<_>>()?;
         Ok(Self {
-            port,
+            login: Login::from_env("CONNSCALE", port)?,
             pid,
             backend_ports,
             idle: env_or("CONNSCALE_IDLE", 5000)?,
             active: env_or("CONNSCALE_ACTIVE", 64)?,
             secs: env_or("CONNSCALE_SECS", 10)?,
-            db: env_or("CONNSCALE_DB", "sbtest".to_owned())?,
-            user: env_or("CONNSCALE_USER", "app".to_owned())?,
-            password: env_or("CONNSCALE_PASSWORD", "app".to_owned())?,
-            tables: env_or("CONNSCALE_TABLES", 4)?,
-            rows: env_or("CONNSCALE_ROWS", 10000)?,
         })
     }
 
     fn opts(&self) -> Opts {
-        OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(self.port)
-            .user(Some(&self.user))
-            .pass(Some(&self.password))
-            .db_name(Some(&self.db))
-            .prefer_socket(false)
-            // Known values: mysql_async then skips its `SELECT @@max_allowed_packet, ...` at login.
-            .max_allowed_packet(Some(64 << 20))
-            .wait_timeout(Some(28_800))
-            .into()
+        self.login.opts(64 << 20)
     }
 
-    /// A sysbench point select for the `n`th call.
     fn point_select(&self, n: u64) -> String {
-        let table = n % u64::from(self.tables.max(1)) + 1;
-        let id = n.wrapping_mul(2_654_435_761) % u64::from(self.rows.max(1)) + 1;
-        format!("SELECT c FROM sbtest{table} WHERE id={id}")
+        self.login.point_select(n)
     }
 }
 

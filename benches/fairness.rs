@@ -29,57 +29,35 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) => v.parse().ok().with_context(|| format!("{name}={v:?} is not valid")),
-        Err(_) => Ok(default),
-    }
-}
+#[path = "common/load.rs"]
+mod load;
+use load::{env_or, Login};
 
 struct Settings {
-    port: u16,
+    login: Login,
     small: usize,
     big: usize,
     big_results: usize,
     bytes: usize,
     secs: u64,
-    db: String,
-    user: String,
-    password: String,
-    tables: u32,
-    rows: u32,
 }
 
 impl Settings {
     fn from_env(port: u16) -> Result<Self> {
         Ok(Self {
-            port,
+            login: Login::from_env("FAIRNESS", port)?,
             small: env_or("FAIRNESS_SMALL", 8)?,
             big: env_or("FAIRNESS_BIG", 1)?,
             big_results: env_or("FAIRNESS_BIG_RESULTS", 1)?,
             bytes: env_or("FAIRNESS_BYTES", 16 << 20)?,
             secs: env_or("FAIRNESS_SECS", 10)?,
-            db: env_or("FAIRNESS_DB", "sbtest".to_owned())?,
-            user: env_or("FAIRNESS_USER", "app".to_owned())?,
-            password: env_or("FAIRNESS_PASSWORD", "app".to_owned())?,
-            tables: env_or("FAIRNESS_TABLES", 4)?,
-            rows: env_or("FAIRNESS_ROWS", 10000)?,
         })
     }
 
     fn opts(&self) -> Opts {
-        OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(self.port)
-            .user(Some(&self.user))
-            .pass(Some(&self.password))
-            .db_name(Some(&self.db))
-            .prefer_socket(false)
-            .max_allowed_packet(Some(1 << 30))
-            .wait_timeout(Some(28_800))
-            .into()
+        self.login.opts(1 << 30)
     }
 }
 
@@ -90,10 +68,9 @@ async fn small_client(settings: Arc<Settings>, i: u64, stop: Arc<AtomicBool>) ->
     let mut n = i.wrapping_mul(7919);
     while !stop.load(Ordering::Relaxed) {
         n = n.wrapping_add(1);
-        let table = n % u64::from(settings.tables.max(1)) + 1;
-        let id = n.wrapping_mul(2_654_435_761) % u64::from(settings.rows.max(1)) + 1;
+        let sql = settings.login.point_select(n);
         let started = Instant::now();
-        let _: Option<String> = conn.query_first(format!("SELECT c FROM sbtest{table} WHERE id={id}")).await?;
+        let _: Option<String> = conn.query_first(sql).await?;
         latencies.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
     }
     Ok(latencies)

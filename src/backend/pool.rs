@@ -24,6 +24,7 @@ use super::tls::Connector;
 use super::topology::{BackendIndex, Node};
 use super::Error;
 use crate::config::{PoolConfig, UserConfig};
+use crate::protocol::packet::within;
 use crate::protocol::CapabilityFlags;
 
 /// What makes backend connections interchangeable.
@@ -344,7 +345,9 @@ async fn watched<T>(
     tokio::pin!(work);
     let mut waited = Duration::ZERO;
     loop {
-        match tokio::time::timeout(RETIRE_CHECK, &mut work).await {
+        // `within` arms no timer (and reads no clock) when the work completes at once, as a state
+        // sync with nothing to change does on every statement.
+        match within(RETIRE_CHECK, &mut work).await {
             Ok(Err(err)) if err.is_timeout() => {
                 return Err(match watch {
                     Watch::Read(stall) if stall < timeout => Error::Stalled { after: stall },

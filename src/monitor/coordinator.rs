@@ -214,7 +214,7 @@ impl Coordinator {
                 // probe fails (that takes up to monitor.timeout); see `elect`.
                 silent: t.data_path_silent(),
                 writable: t.writable(),
-                last_ok: t.last_alive(),
+                last_alive: t.last_alive(),
                 writable_since: t.writable_since(),
             })
             .collect();

@@ -23,7 +23,7 @@ pub struct Candidate {
     /// Writable at the last successful probe; `None` before the first one.
     pub writable: Option<bool>,
     /// The last moment it was known to answer (a successful probe, or statements answered).
-    pub last_ok: Option<Instant>,
+    pub last_alive: Option<Instant>,
     /// When it was first seen writable in its current writable spell.
     pub writable_since: Option<Instant>,
 }
@@ -55,8 +55,7 @@ pub struct Election {
 pub fn elect(current: Option<BackendIndex>, candidates: &[Candidate]) -> Election {
     let writers = || candidates.iter().filter(|c| c.up && c.writable == Some(true));
     // `c` was last seen answering before `w` turned writable.
-    let silent_before =
-        |c: &Candidate, w: &Candidate| matches!((c.last_ok, w.writable_since), (Some(ok), Some(since)) if ok < since);
+    let silent_before = |c: &Candidate, w: &Candidate| matches!((c.last_alive, w.writable_since), (Some(ok), Some(since)) if ok < since);
     // A probe-reachable writer whose data path fell silent before another, answering writer
     // turned writable has been replaced (a promotion away from a frozen primary whose probe has
     // not failed yet). Silence alone (one long statement) changes nothing.

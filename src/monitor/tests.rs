@@ -71,7 +71,7 @@ fn gtid_history_measures_how_long_a_replica_missed_what_the_primary_had() {
 }
 
 fn c(i: usize, up: bool, reachable: bool, writable: Option<bool>) -> Candidate {
-    Candidate { index: BackendIndex(i), up, reachable, silent: false, writable, last_ok: None, writable_since: None }
+    Candidate { index: BackendIndex(i), up, reachable, silent: false, writable, last_alive: None, writable_since: None }
 }
 
 #[test]
@@ -279,8 +279,8 @@ fn a_suspect_last_seen_before_the_promotion_does_not_hold_it_back() {
     let t0 = Instant::now();
     let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
     let b = |i| Some(BackendIndex(i));
-    let old = |last_ok| Candidate { last_ok, ..c(0, true, false, Some(true)) };
-    let promoted = |since| Candidate { last_ok: at(1300), writable_since: since, ..c(1, true, true, Some(true)) };
+    let old = |last_ok| Candidate { last_alive: last_ok, ..c(0, true, false, Some(true)) };
+    let promoted = |since| Candidate { last_alive: at(1300), writable_since: since, ..c(1, true, true, Some(true)) };
     // The old primary answered last at 0 ms; the replica turned writable at 1200 ms.
     assert_eq!(elect(b(0), &[old(at(0)), promoted(at(1200))]), Election { primary: b(1), split_brain: false });
     // The old primary answered after the other one turned writable: it may still take writes.

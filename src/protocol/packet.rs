@@ -258,11 +258,7 @@ pub async fn flush<W: AsyncWrite + Unpin>(io: &mut W, buf: &mut BytesMut, timeou
     if buf.is_empty() {
         return Ok(());
     }
-    let write = async {
-        io.write_all(buf).await?;
-        io.flush().await
-    };
-    within(timeout, write).await??;
+    write_all(io, buf, timeout).await?;
     buf.clear();
     if buf.capacity() > KEEP_AT_MOST {
         *buf = BytesMut::new();
