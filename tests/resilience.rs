@@ -206,14 +206,44 @@ async fn stall_bound() {
 /// deterministic; a proxy so starved of CPU that its probes time out is the case met in the field)
 /// while statements through the proxy succeed. Backends answering statements are not dropped on
 /// failed probes alone; the same probes without traffic do take them down.
+/// Probes of every node time out (the proxy short of CPU, as far as the monitor can tell) while
+/// four clients keep reading and writing: the failures are not counted, so no backend leaves
+/// rotation; `rwsplit_monitor_probe_failures_discounted_total` counts them. The control: once
+/// the traffic stops, the same timeouts count and every backend goes down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn failed_probes_alone_do_not_drop_backends_that_serve_traffic() {
+async fn probe_timeouts_alone_do_not_drop_backends_that_serve_traffic() {
     let _serial = faults::SERIAL.lock().await;
     let cluster = Cluster::shared().await;
     cluster.wait_replicas().await;
+    faults::stalled_monitor_account(&cluster).await;
+    let ports = cluster.ports.clone();
+    let cleanup = async move {
+        for port in ports {
+            faults::unstall_probes(port).await;
+        }
+    };
+    with_cleanup(probe_timeouts_under_traffic(cluster), cleanup).await;
+}
+
+/// A proxy whose monitor probes as [`faults::STALLED_MONITOR`], with the default thresholds.
+async fn proxy_with_stallable_probes(cluster: &Cluster, failure_threshold: u32) -> TestProxy {
     let mut config = cluster.config();
-    config.monitor.password = "not-the-monitor-password".into();
+    config.monitor.user = faults::STALLED_MONITOR.into();
+    config.monitor.password = faults::STALLED_MONITOR.into();
+    config.monitor.failure_threshold = failure_threshold;
     let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let p = &proxy;
+    let probed = eventually(Duration::from_secs(10), move || async move {
+        let topology = p.handle.topology();
+        topology.primary.is_some() && topology.nodes.iter().all(|n| n.health == Health::Up && n.gtid.is_some())
+    })
+    .await;
+    assert!(probed, "every backend was probed successfully: {:?}", proxy.handle.topology());
+    proxy
+}
+
+async fn probe_timeouts_under_traffic(cluster: Cluster) {
+    let proxy = proxy_with_stallable_probes(&cluster, 3).await;
     let db = fresh_db(&cluster, "starved").await;
     let mut setup = proxy.connect_db(&db).await;
     setup.query_drop("CREATE TABLE w (id BIGINT PRIMARY KEY, client INT, KEY (client))").await.unwrap();
@@ -221,9 +251,17 @@ async fn failed_probes_alone_do_not_drop_backends_that_serve_traffic() {
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> =
         (0..4).map(|i| tokio::spawn(client(i, proxy.opts(Some(&db)), stop.clone(), ops.clone()))).collect();
+    let o = &ops;
+    let busy = eventually(Duration::from_secs(20), move || async move { o.lock().unwrap().len() > 200 }).await;
+    assert!(busy, "the clients are running statements");
 
-    // Thirty probe periods, ten times the failure threshold.
-    let until = Instant::now() + Duration::from_secs(3);
+    for &port in &cluster.ports {
+        faults::stall_probes(port).await;
+    }
+    let discounted = || common::ops::metric(&proxy.handle, "rwsplit_monitor_probe_failures_discounted_total", &[]);
+    let before = discounted();
+    // Three probe periods for the monitor to notice, then thirty more: ten times the threshold.
+    let until = Instant::now() + Duration::from_secs(6);
     let mut looks = 0;
     while Instant::now() < until {
         let topology = proxy.handle.topology();
@@ -236,20 +274,76 @@ async fn failed_probes_alone_do_not_drop_backends_that_serve_traffic() {
     for c in clients {
         c.await.unwrap();
     }
+    let discounted_during = discounted() - before;
     {
         let ops = ops.lock().unwrap();
         let failed: Vec<_> = ops.iter().filter(|o| o.error.is_some()).take(3).collect();
         assert!(failed.is_empty(), "statements failed: {failed:?}");
         let reads = ops.iter().filter(|o| o.kind == Kind::Read).count();
-        eprintln!("{} statements ({reads} reads) while every probe failed; {looks} looks, all backends up", ops.len());
+        eprintln!(
+            "{} statements ({reads} reads) while every probe timed out; {discounted_during} probe failures \
+             discounted; {looks} looks, all backends up",
+            ops.len()
+        );
     }
+    assert!(discounted_during >= 6.0, "the timed-out probes were counted as discounted: {discounted_during}");
     drop(setup);
 
-    // Without traffic the same failed probes count: every backend goes down.
+    // Without traffic the same timeouts count: every backend goes down.
     let p = &proxy;
-    let all_down = eventually(Duration::from_secs(10), move || async move {
+    let all_down = eventually(Duration::from_secs(15), move || async move {
         p.handle.topology().nodes.iter().all(|n| n.health == Health::Down)
     })
     .await;
-    assert!(all_down, "idle backends whose probes fail go down: {:?}", proxy.handle.topology());
+    assert!(all_down, "idle backends whose probes time out go down: {:?}", proxy.handle.topology());
+}
+
+/// One long statement (`SLEEP(3)` in a transaction) on an otherwise idle primary while its
+/// probes fail: one statement waiting is no proof of a frozen server, so the failures count
+/// towards the threshold like any other, the primary stays up, and the transaction commits.
+/// (Before: the first failed probe with a statement waiting marked it down at once, and the
+/// transaction was lost.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_statement_on_an_idle_primary_outlives_failed_probes() {
+    let _serial = faults::SERIAL.lock().await;
+    let cluster = Cluster::shared().await;
+    cluster.wait_replicas().await;
+    faults::stalled_monitor_account(&cluster).await;
+    let primary = cluster.primary;
+    with_cleanup(long_statement_on_idle_primary(cluster), faults::unstall_probes(primary)).await;
+}
+
+async fn long_statement_on_idle_primary(cluster: Cluster) {
+    // Far more failures than the statement lasts probe periods: only a decisive verdict could
+    // drop the primary within it.
+    let proxy = proxy_with_stallable_probes(&cluster, 50).await;
+    let db = fresh_db(&cluster, "longstmt").await;
+    let mut conn = proxy.connect_db(&db).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    let sleeper = tokio::spawn(async move {
+        let slept: Result<Option<i64>, _> = conn.query_first("SELECT SLEEP(3)").await;
+        (conn, slept)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    faults::stall_probes(cluster.primary).await;
+    let primary = proxy.handle.topology().primary.expect("a primary");
+    let started = Instant::now();
+    let mut down = None;
+    while !sleeper.is_finished() {
+        let topology = proxy.handle.topology();
+        if topology.nodes[primary.0].health == Health::Down || topology.primary != Some(primary) {
+            down.get_or_insert(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (mut conn, slept) = sleeper.await.unwrap();
+    assert_eq!(slept.unwrap(), Some(0), "SLEEP(3) ran to its end");
+    assert_eq!(down, None, "the primary was dropped while one statement ran on it");
+    conn.query_drop("COMMIT").await.unwrap();
+    let mut direct = cluster.primary_conn().await;
+    let n: Option<i64> = direct.query_first(format!("SELECT COUNT(*) FROM {db}.t")).await.unwrap();
+    assert_eq!(n, Some(1), "the transaction committed on the primary");
+    eprintln!("SLEEP(3) ran {:?} after the probes started failing; primary up throughout", started.elapsed());
 }

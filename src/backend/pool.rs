@@ -14,7 +14,7 @@
 //! their connections are not retired, so held transactions finish where they are.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -185,18 +185,37 @@ struct Marks {
     answered: AtomicU64,
     /// [`RETIRE_CHECK`] slices a watched statement waited on it without a byte.
     silent: AtomicU64,
+    /// Watched waits going on now that have gone at least one [`RETIRE_CHECK`] slice without a
+    /// byte ([`Waiting`]).
+    waiting: AtomicU32,
     /// Woken when a watched statement has waited [`STALL_NOTICE`] without a byte (the monitor
     /// probes at once); shared by every backend of one [`Pools`].
     stalls: Arc<tokio::sync::Notify>,
 }
 
 impl Marks {
+    /// Counts a wait as unanswered until the guard drops.
+    fn waiting(&self) -> Waiting<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(self)
+    }
+
     /// One more slice of a wait went by without a byte; the wait has now lasted `waited`.
     fn silent_slice(&self, waited: Duration, slice: Duration) {
         self.silent.fetch_add(1, Ordering::Relaxed);
         if waited >= STALL_NOTICE && waited.saturating_sub(slice) < STALL_NOTICE {
             self.stalls.notify_one();
         }
+    }
+}
+
+/// One watched wait that has gone a slice without a byte, counted in [`Marks::waiting`] while it
+/// lasts (however it ends: an answer, an error, or the session dropping the future).
+struct Waiting<'a>(&'a Marks);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -209,6 +228,8 @@ pub struct Evidence {
     pub answered: u64,
     /// Slices of [`RETIRE_CHECK`] that watched statements waited without a byte, so far.
     pub silent: u64,
+    /// Watched statements waiting now that have gone at least one slice without a byte.
+    pub waiting: u32,
 }
 
 /// What a statement's wait for its answer gives up on, besides the caller's timeout.
@@ -262,11 +283,13 @@ impl Lease {
             Watch::Primary => timeout,
         };
         let mut waited = Duration::ZERO;
+        let mut unanswered = None;
         loop {
             let slice = RETIRE_CHECK.min(limit.saturating_sub(waited));
             match self.conn.fill(slice).await {
                 Err(err) if err.is_timeout() => {
                     waited += slice;
+                    unanswered.get_or_insert_with(|| self.marks.waiting());
                     self.marks.silent_slice(waited, slice);
                     if let Some(given_up) = given_up(self.watch, &self.marks, self.conn.generation, waited) {
                         return Err(given_up);
@@ -344,6 +367,7 @@ async fn watched<T>(
     }
     tokio::pin!(work);
     let mut waited = Duration::ZERO;
+    let mut unanswered = None;
     loop {
         // `within` arms no timer (and reads no clock) when the work completes at once, as a state
         // sync with nothing to change does on every statement.
@@ -357,6 +381,7 @@ async fn watched<T>(
             Ok(result) => return result,
             Err(_) => {
                 waited += RETIRE_CHECK;
+                unanswered.get_or_insert_with(|| marks.waiting());
                 marks.silent_slice(waited, RETIRE_CHECK);
                 if let Some(given_up) = given_up(watch, marks, mine, waited) {
                     return Err(given_up);
@@ -661,6 +686,7 @@ impl Pools {
         map.generations.get(&backend).map_or_else(Evidence::default, |marks| Evidence {
             answered: marks.answered.load(Ordering::Relaxed),
             silent: marks.silent.load(Ordering::Relaxed),
+            waiting: marks.waiting.load(Ordering::Relaxed),
         })
     }
 

@@ -203,6 +203,7 @@ pub struct TopologyCell {
     probe_now: Notify,
     failovers: AtomicU64,
     split_brains: AtomicU64,
+    discounted_probes: AtomicU64,
 }
 
 impl TopologyCell {
@@ -214,6 +215,7 @@ impl TopologyCell {
             probe_now: Notify::new(),
             failovers: AtomicU64::new(0),
             split_brains: AtomicU64::new(0),
+            discounted_probes: AtomicU64::new(0),
         }
     }
 
@@ -268,6 +270,17 @@ impl TopologyCell {
     /// Times two or more writable backends were seen.
     pub fn split_brain_total(&self) -> u64 {
         self.split_brains.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failed probe the monitor did not count because the backend answered
+    /// statements meanwhile.
+    pub fn count_discounted_probe(&self) {
+        self.discounted_probes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed probes not counted so far (`rwsplit_monitor_probe_failures_discounted_total`).
+    pub fn discounted_probes_total(&self) -> u64 {
+        self.discounted_probes.load(Ordering::Relaxed)
     }
 }
 

@@ -132,6 +132,7 @@ impl Coordinator {
         };
         match report.kind {
             Kind::Full(Err(error)) if weight == Weight::Discounted => {
+                self.host.topology().count_discounted_probe();
                 if self.trackers[i].discount() {
                     tracing::warn!(backend = %name, error = %error, "probe failed while the backend answers statements; not counted (more such failures are logged at debug until a probe succeeds)");
                 } else {
@@ -173,24 +174,24 @@ impl Coordinator {
     /// look at it.
     fn weigh_failure(&mut self, i: usize, at: Instant, error: &Error) -> Weight {
         self.observe_data_path();
-        self.trackers[i].weigh_failure(at, Instant::now(), error.may_be_the_proxys())
+        self.trackers[i].weigh_failure(at, Instant::now(), error.is_timeout())
     }
 
-    /// Takes in what the data path saw of every backend; true when a backend turned silent or
-    /// answered again.
+    /// Takes in what the data path saw of every backend; true when a backend stalled or stopped
+    /// being stalled.
     fn observe_data_path(&mut self) -> bool {
         let now = Instant::now();
         let mut changed = false;
         for (node, tracker) in self.topology.nodes.iter().zip(&mut self.trackers) {
-            let was = tracker.data_path_silent();
+            let was = tracker.data_path_stalled();
             tracker.observe_data_path(self.host.pools().evidence(node.index), now);
-            changed |= tracker.data_path_silent() != was;
+            changed |= tracker.data_path_stalled() != was;
         }
         changed
     }
 
     /// Looks at the data path (every [`RECHECK`], so that the moment a backend last answered is
-    /// known to that precision) and elects again when a backend turned silent or answered again.
+    /// known to that precision) and elects again when a backend stalled or stopped being stalled.
     pub(super) fn look_at_data_path(&mut self) {
         let now = Instant::now();
         if self.observe_data_path() {
@@ -212,7 +213,7 @@ impl Coordinator {
                 reachable: t.is_reachable(),
                 // Statements waiting on it unanswered can make it a suspect before its next
                 // probe fails (that takes up to monitor.timeout); see `elect`.
-                silent: t.data_path_silent(),
+                stalled: t.data_path_stalled(),
                 writable: t.writable(),
                 last_alive: t.last_alive(),
                 writable_since: t.writable_since(),

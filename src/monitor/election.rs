@@ -17,9 +17,9 @@ pub struct Candidate {
     pub up: bool,
     /// The latest probe succeeded.
     pub reachable: bool,
-    /// Statements wait on it without an answer since it last answered one (the data path's
-    /// suspicion, before a probe can fail).
-    pub silent: bool,
+    /// Several statements wait on it without an answer since it last answered one (the data
+    /// path's suspicion, before a probe can fail; see `Tracker::data_path_stalled`).
+    pub stalled: bool,
     /// Writable at the last successful probe; `None` before the first one.
     pub writable: Option<bool>,
     /// The last moment it was known to answer (a successful probe, or statements answered).
@@ -56,11 +56,11 @@ pub fn elect(current: Option<BackendIndex>, candidates: &[Candidate]) -> Electio
     let writers = || candidates.iter().filter(|c| c.up && c.writable == Some(true));
     // `c` was last seen answering before `w` turned writable.
     let silent_before = |c: &Candidate, w: &Candidate| matches!((c.last_alive, w.writable_since), (Some(ok), Some(since)) if ok < since);
-    // A probe-reachable writer whose data path fell silent before another, answering writer
-    // turned writable has been replaced (a promotion away from a frozen primary whose probe has
-    // not failed yet). Silence alone (one long statement) changes nothing.
+    // A probe-reachable writer whose data path stalled before another, answering writer turned
+    // writable has been replaced (a promotion away from a frozen primary whose probe has not
+    // failed yet). A stall alone changes nothing.
     let replaced = |c: &Candidate| {
-        c.silent && writers().any(|w| w.index != c.index && w.reachable && !w.silent && silent_before(c, w))
+        c.stalled && writers().any(|w| w.index != c.index && w.reachable && !w.stalled && silent_before(c, w))
     };
     let live = |c: &Candidate| c.reachable && !replaced(c);
     let reachable: Vec<BackendIndex> = writers().filter(|c| live(c)).map(|c| c.index).collect();

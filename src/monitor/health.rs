@@ -50,6 +50,8 @@ pub struct Tracker {
     silent_at_answer: u64,
     /// Unanswered wait slices as of the last look.
     silent: u64,
+    /// Statements waiting unanswered as of the last look ([`Evidence::waiting`]).
+    waiting: u32,
     /// Failed probes discounted in a row.
     discounted: u32,
 }
@@ -67,6 +69,7 @@ impl Default for Tracker {
             answered_at: None,
             silent_at_answer: 0,
             silent: 0,
+            waiting: 0,
             discounted: 0,
         }
     }
@@ -134,26 +137,40 @@ impl Tracker {
             self.silent_at_answer = evidence.silent;
         }
         self.silent = evidence.silent;
+        self.waiting = evidence.waiting;
     }
 
     /// True when statements have waited on the backend without an answer since it last answered
-    /// one: the data path suspects it before its next probe can fail (which takes up to
-    /// `monitor.timeout`).
+    /// one. One long statement (a `SLEEP`, a lock wait, a report) on an otherwise idle backend
+    /// is enough, so this alone only stops failed probes from being discounted.
     pub fn data_path_silent(&self) -> bool {
         self.silent > self.silent_at_answer
     }
 
+    /// True when the data path is silent and at least [`STALLED_WAITS`] statements wait on the
+    /// backend unanswered right now: the data path suspects it before its next probe can fail
+    /// (which takes up to `monitor.timeout`). Two unrelated long statements and a failed probe
+    /// at once on a backend that answers nothing else are taken for a frozen server.
+    pub fn data_path_stalled(&self) -> bool {
+        self.data_path_silent() && self.waiting >= STALLED_WAITS
+    }
+
     /// How a probe that started at `started` and failed (seen at `now`) counts, given the data
-    /// path: decisive when statements wait on the backend unanswered; for a failure that may be
-    /// the proxy's own (`discountable`: a timeout, a refused monitor login), discounted when the
-    /// backend answered statements during the probe or in the last [`ANSWER_WINDOW`] (all probes
-    /// timing out while statements succeed says the proxy is short of CPU, not that the servers
-    /// failed).
-    pub fn weigh_failure(&self, started: Instant, now: Instant, discountable: bool) -> Weight {
-        if self.data_path_silent() {
+    /// path:
+    /// * decisive when it is stalled ([`Tracker::data_path_stalled`]);
+    /// * counted when it is silent, when the failure is not a timeout (`timed_out` false: a
+    ///   refused connection or login says something about the server or the monitor's account,
+    ///   whatever the traffic), or when the last successful probe is older than
+    ///   [`DISCOUNT_LIMIT`] (what the monitor knows of `read_only` and lag is that old);
+    /// * otherwise discounted when the backend answered statements during the probe or in the
+    ///   last [`ANSWER_WINDOW`]: every probe timing out while statements succeed says the proxy
+    ///   is short of CPU, not that the servers failed.
+    pub fn weigh_failure(&self, started: Instant, now: Instant, timed_out: bool) -> Weight {
+        if self.data_path_stalled() {
             return Weight::Decisive;
         }
-        if !discountable {
+        let fresh = self.last_ok.is_some_and(|ok| now.saturating_duration_since(ok) <= DISCOUNT_LIMIT);
+        if self.data_path_silent() || !timed_out || !fresh {
             return Weight::Counted;
         }
         let since = now.checked_sub(ANSWER_WINDOW).map_or(started, |recent| recent.min(started));
@@ -201,6 +218,14 @@ pub enum Weight {
     /// Down at once: statements wait on it without an answer.
     Decisive,
 }
+
+/// Unanswered statements waiting at once that make a silent data path a stalled one.
+pub const STALLED_WAITS: u32 = 2;
+
+/// Failed probes are discounted only this long after the last successful one: past it, what the
+/// monitor knows of the backend (`read_only`, replication, lag) is too old to keep trusting, and
+/// failures count whatever the traffic.
+pub const DISCOUNT_LIMIT: Duration = Duration::from_secs(10);
 
 /// Answers seen this recently discount a failed probe however short it was (the data path is
 /// looked at every 100 ms).

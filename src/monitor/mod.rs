@@ -57,16 +57,12 @@ pub enum Error {
 }
 
 impl Error {
-    /// True when the failure may be the proxy's own (a deadline it missed while short of CPU, a
-    /// login the server refused, an answer it could not read) rather than the server being gone:
-    /// such failures are not counted while the backend answers statements. A refused or reset
-    /// connection always counts.
-    pub fn may_be_the_proxys(&self) -> bool {
-        match self {
-            Error::Timeout { .. } | Error::Malformed(_) => true,
-            Error::Mysql(err) => matches!(err, mysql_async::Error::Server(_)),
-            Error::NotConnected => false,
-        }
+    /// True when the probe missed its deadline: that may be the proxy's own doing (short of CPU),
+    /// so such failures are not counted while the backend answers statements. Anything else (a
+    /// refused or reset connection, a refused monitor login, an answer the probe cannot read)
+    /// always counts: it says something about the server or the monitor's account.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
     }
 }
 

@@ -71,7 +71,15 @@ fn gtid_history_measures_how_long_a_replica_missed_what_the_primary_had() {
 }
 
 fn c(i: usize, up: bool, reachable: bool, writable: Option<bool>) -> Candidate {
-    Candidate { index: BackendIndex(i), up, reachable, silent: false, writable, last_alive: None, writable_since: None }
+    Candidate {
+        index: BackendIndex(i),
+        up,
+        reachable,
+        stalled: false,
+        writable,
+        last_alive: None,
+        writable_since: None,
+    }
 }
 
 #[test]
@@ -287,15 +295,19 @@ fn a_suspect_last_seen_before_the_promotion_does_not_hold_it_back() {
     assert_eq!(elect(b(0), &[old(at(1250)), promoted(at(1200))]), Election { primary: None, split_brain: false });
     // Unknown times never move the primary.
     assert_eq!(elect(b(0), &[old(None), promoted(at(1200))]), Election { primary: None, split_brain: false });
-    // Its probe still passes, but its data path fell silent before the promotion: replaced.
-    let silent = |last_ok| Candidate { reachable: true, silent: true, ..old(last_ok) };
+    // Its probe still passes, but its data path stalled before the promotion: replaced.
+    let silent = |last_ok| Candidate { reachable: true, stalled: true, ..old(last_ok) };
     assert_eq!(elect(b(0), &[silent(at(0)), promoted(at(1200))]), Election { primary: b(1), split_brain: false });
     // Two writers all along (split brain) and a long statement on the current one: it stays.
     assert_eq!(
         elect(b(0), &[silent(at(1250)), promoted(at(1200))]),
         Election { primary: b(0), split_brain: true },
-        "silent, but it answered after the other turned writable"
+        "stalled, but it answered after the other turned writable"
     );
+    // Not stalled (one long statement), whatever the times: not replaced, so it holds the
+    // promoted one back until its probe fails or answers.
+    let busy = |last_ok| Candidate { reachable: true, ..old(last_ok) };
+    assert_eq!(elect(b(0), &[busy(at(0)), promoted(at(1200))]), Election { primary: b(0), split_brain: true });
     let alone = [silent(at(0)), c(1, true, true, Some(false))];
     assert_eq!(elect(b(0), &alone), Election { primary: b(0), split_brain: false }, "a long statement alone");
 }
@@ -325,24 +337,39 @@ fn the_data_path_weighs_in_on_failed_probes() {
     use crate::backend::Evidence;
     let t0 = Instant::now();
     let at = |ms: u64| t0 + Duration::from_millis(ms);
-    let ev = |answered, silent| Evidence { answered, silent };
+    let ev = |answered, silent, waiting| Evidence { answered, silent, waiting };
+    let th = Thresholds { failures: 3, successes: 1 };
     let mut t = Tracker::default();
-    t.observe_data_path(ev(10, 0), at(0));
-    t.observe_data_path(ev(20, 0), at(100));
+    t.observe_data_path(ev(10, 0, 0), at(0));
+    t.observe_data_path(ev(20, 0, 0), at(100));
+    assert_eq!(t.weigh_failure(at(150), at(1150), true), Weight::Counted, "never probed successfully");
+    t.record(node(true, "0-1-5", false).ok(), at(0), th);
     assert_eq!(t.weigh_failure(at(150), at(1150), true), Weight::Counted, "nothing answered during the probe");
-    t.observe_data_path(ev(30, 1), at(1000));
+    t.observe_data_path(ev(30, 1, 0), at(1000));
     assert_eq!(t.weigh_failure(at(50), at(1050), true), Weight::Discounted, "answered during the probe");
-    assert_eq!(t.weigh_failure(at(50), at(1050), false), Weight::Counted, "a refused connection always counts");
+    assert_eq!(t.weigh_failure(at(50), at(1050), false), Weight::Counted, "only a timeout is discounted");
     assert_eq!(t.weigh_failure(at(1049), at(1050), true), Weight::Discounted, "a short probe: answered just before");
     assert_eq!(t.weigh_failure(at(1400), at(1401), true), Weight::Counted, "answered too long before a short probe");
-    t.observe_data_path(ev(30, 3), at(1100));
-    assert!(t.data_path_silent(), "statements waited unanswered since the last answer");
-    assert_eq!(t.weigh_failure(at(50), at(1150), true), Weight::Decisive);
-    assert_eq!(t.weigh_failure(at(50), at(1150), false), Weight::Decisive);
+    // One long statement waits unanswered: silent, not stalled. Nothing is discounted, nothing
+    // is decisive either.
+    t.observe_data_path(ev(30, 3, 1), at(1100));
+    assert!(t.data_path_silent() && !t.data_path_stalled(), "one statement waits since the last answer");
+    assert_eq!(t.weigh_failure(at(1000), at(1150), true), Weight::Counted);
+    // A second one waits too: stalled.
+    t.observe_data_path(ev(30, 5, 2), at(1200));
+    assert!(t.data_path_stalled());
+    assert_eq!(t.weigh_failure(at(50), at(1250), true), Weight::Decisive);
+    assert_eq!(t.weigh_failure(at(50), at(1250), false), Weight::Decisive);
     assert_eq!(t.last_alive(), Some(at(1000)));
-    t.observe_data_path(ev(31, 3), at(1200));
-    assert!(!t.data_path_silent(), "answered again");
-    let (mut u, th) = (Tracker::default(), Thresholds { failures: 3, successes: 1 });
+    t.observe_data_path(ev(31, 5, 2), at(1300));
+    assert!(!t.data_path_silent() && !t.data_path_stalled(), "answered again");
+    // Discounting ends DISCOUNT_LIMIT after the last successful probe.
+    let late = at(0) + super::health::DISCOUNT_LIMIT + Duration::from_millis(1);
+    t.observe_data_path(ev(40, 5, 0), late);
+    assert_eq!(t.weigh_failure(late, late, true), Weight::Counted, "the last good probe is too old");
+    t.record(node(true, "0-1-5", false).ok(), late, th);
+    assert_eq!(t.weigh_failure(late, late, true), Weight::Discounted);
+    let mut u = Tracker::default();
     assert_eq!(u.record_corroborated_failure(th), Some(false), "decisive: down at once");
     assert!(!u.is_up());
 }

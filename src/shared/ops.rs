@@ -101,6 +101,7 @@ pub fn refresh_metrics(shared: &Shared) {
     sync_counter(&metrics.backends.resets.with_label_values(&["ok"]), resets.ok.load(Ordering::Relaxed));
     sync_counter(&metrics.backends.resets.with_label_values(&["failed"]), resets.failed.load(Ordering::Relaxed));
     sync_counter(&metrics.ops.split_brain, shared.topology.split_brain_total());
+    sync_counter(&metrics.ops.discounted_probes, shared.topology.discounted_probes_total());
     metrics.ops.draining.set(i64::from(shared.ops.drain.is_draining()));
 }
 

@@ -88,6 +88,9 @@ pub struct OpsMetrics {
     pub failovers: IntCounter,
     /// `rwsplit_split_brain_total`: times two writable backends were seen.
     pub split_brain: IntCounter,
+    /// `rwsplit_monitor_probe_failures_discounted_total`: failed probes not counted because the
+    /// backend answered statements meanwhile.
+    pub discounted_probes: IntCounter,
     /// `rwsplit_pinned_sessions_total{reason}`: sessions pinned to their backend connection.
     pub pins: IntCounterVec,
     /// `rwsplit_draining`: 1 while the proxy shuts down gracefully.
@@ -109,6 +112,10 @@ impl OpsMetrics {
         )?;
         let failovers = IntCounter::new("failovers_total", "Changes of primary seen by the monitor")?;
         let split_brain = IntCounter::new("split_brain_total", "Times two or more writable backends were seen")?;
+        let discounted_probes = IntCounter::new(
+            "monitor_probe_failures_discounted_total",
+            "Failed health probes not counted because the backend answered statements meanwhile",
+        )?;
         let draining = IntGauge::new("draining", "1 while the proxy is shutting down gracefully")?;
         let last_reload = prometheus::Gauge::new(
             "config_last_reload_success_timestamp_seconds",
@@ -118,11 +125,12 @@ impl OpsMetrics {
         reg.register(Box::new(pins.clone()))?;
         reg.register(Box::new(failovers.clone()))?;
         reg.register(Box::new(split_brain.clone()))?;
+        reg.register(Box::new(discounted_probes.clone()))?;
         reg.register(Box::new(draining.clone()))?;
         reg.register(Box::new(last_reload.clone()))?;
         let reloads = [reloads.with_label_values(&["ok"]), reloads.with_label_values(&["error"])];
         last_reload.set(unix_now());
-        Ok(Self { reloads, failovers, split_brain, pins, draining, last_reload })
+        Ok(Self { reloads, failovers, split_brain, discounted_probes, pins, draining, last_reload })
     }
 
     /// Counts one reload attempt.

@@ -124,3 +124,49 @@ pub fn root_sql(label: &str, sql: &str) {
         .unwrap_or_else(|e| panic!("cannot run the mariadb client: {e}"));
     assert!(out.status.success(), "{sql} on {label}: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The monitor account whose probes [`stall_probes`] makes time out: the grants of the cluster's
+/// `monitor`, password `stallmon`.
+pub const STALLED_MONITOR: &str = "stallmon";
+
+/// Creates [`STALLED_MONITOR`] on the primary (replicated to the replicas) if it is missing and
+/// waits until the replicas have it.
+pub async fn stalled_monitor_account(cluster: &Cluster) {
+    let sql = format!(
+        "CREATE USER IF NOT EXISTS '{STALLED_MONITOR}'@'%' IDENTIFIED BY '{STALLED_MONITOR}'; \
+         GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR, REPLICATION MASTER ADMIN ON *.* TO '{STALLED_MONITOR}'@'%'"
+    );
+    on_node(cluster.primary, &sql).await;
+    cluster.wait_replicas().await;
+}
+
+/// From now on, every new login of [`STALLED_MONITOR`] on the node at `port` hangs in
+/// `init_connect` (the server, not the network: the data path's `app` logins are untouched), and
+/// its open connections are killed, so that a proxy probing with that account sees its next
+/// probe fail and every later one time out, as a proxy too short of CPU to meet its deadline
+/// would. Undo with [`unstall_probes`].
+pub async fn stall_probes(port: u16) {
+    let hang = format!("DO IF(CURRENT_USER() LIKE ''{STALLED_MONITOR}@%'', SLEEP(600), 0)");
+    on_node(port, &format!("SET GLOBAL init_connect = '{hang}'")).await;
+    kill_stalled_monitor(port).await;
+}
+
+/// Undoes [`stall_probes`] on the node at `port`: clears `init_connect` and kills the logins
+/// hanging in it.
+pub async fn unstall_probes(port: u16) {
+    on_node(port, "SET GLOBAL init_connect = ''").await;
+    kill_stalled_monitor(port).await;
+}
+
+async fn kill_stalled_monitor(port: u16) {
+    let mut conn = direct(port).await;
+    let ids: Vec<u64> = conn
+        .exec("SELECT id FROM information_schema.processlist WHERE user = ?", (STALLED_MONITOR,))
+        .await
+        .unwrap_or_else(|e| panic!("processlist on {port}: {e}"));
+    for id in ids {
+        // It may have ended by itself meanwhile.
+        let _ = conn.query_drop(format!("KILL CONNECTION {id}")).await;
+    }
+    conn.disconnect().await.unwrap();
+}
