@@ -220,6 +220,33 @@ async fn a_wrong_backend_password_fails_at_once_and_says_so() {
         );
         assert!(waited < Duration::from_secs(5), "{sql}: answered after {waited:?}, as if waiting for a failover");
     }
+    // The refusal is remembered for a few seconds: more statements do not each cost every
+    // backend a failed login (which can lock the account or block the proxy's host).
+    let denied = || async {
+        let mut total = Vec::new();
+        for &port in &cluster.ports {
+            let mut direct = mysql_async::Conn::new(common::direct_opts(port, None)).await.unwrap();
+            let row: Option<(String, u64)> = mysql_async::prelude::Queryable::query_first(
+                &mut direct,
+                "SHOW GLOBAL STATUS LIKE 'Access_denied_errors'",
+            )
+            .await
+            .unwrap();
+            total.push(row.map_or(0, |(_, n)| n));
+            direct.disconnect().await.unwrap();
+        }
+        total
+    };
+    let before = denied().await;
+    for i in 0..30 {
+        let sql = if i % 2 == 0 { "SELECT @@port".to_owned() } else { format!("INSERT INTO `{db}`.t VALUES ({i})") };
+        let err = mysql_async::prelude::Queryable::query_drop(&mut conn, &sql).await.expect_err("still refused");
+        assert_eq!(common::server_error(&err).0, 1045, "{sql}");
+    }
+    let after = denied().await;
+    let more: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    // A replica not tried yet may refuse once.
+    assert!(more.iter().all(|&n| n <= 1), "failed backend logins per node during 30 statements: {more:?}");
     // The backends were not taken out of rotation for everybody else.
     let topology = proxy.handle.topology();
     assert!(topology.primary.is_some());

@@ -88,6 +88,11 @@ pub enum Error {
     /// A connection attempt made for another checkout failed; this is its description.
     #[error("{0}")]
     ConnectFailed(String),
+    /// The monitor drained the backend (marked it down, or another primary was elected) while
+    /// the checkout waited for a connection to it. Nothing was sent, and nothing failed to
+    /// connect: the statement goes elsewhere, or waits for the primary.
+    #[error("the backend was drained by the monitor while this checkout waited")]
+    Drained,
     /// A read waited on a backend that the monitor marked down meanwhile (its pools were
     /// drained); the connection is given up. Nothing says the statement did not run there, but a
     /// read may run again elsewhere when nothing of its answer reached the client.
@@ -129,21 +134,23 @@ impl Error {
             Self::AuthExchange(why) => Self::AuthExchange(why),
             Self::MissingCapability(what) => Self::MissingCapability(what),
             Self::TlsRequired => Self::TlsRequired,
+            Self::Drained => Self::Drained,
             other => Self::ConnectFailed(other.to_string()),
         }
     }
 
     /// True when the server answered the connect with a refusal: it is up and reachable, so
-    /// neither a failover nor marking it down helps, and the client should hear why at once.
+    /// neither a failover nor marking it down helps, and the client should hear why at once. A
+    /// server shutting down (`ER_SERVER_SHUTDOWN` 1053) or in offline mode
+    /// (`ER_SERVER_OFFLINE_MODE` 3032) is going away: that is a connect failure (writes wait for
+    /// a failover, reads go elsewhere).
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            Self::Refused { .. }
-                | Self::UnsupportedAuth(_)
-                | Self::AuthExchange(_)
-                | Self::MissingCapability(_)
-                | Self::TlsRequired
-        )
+        const GOING_AWAY: [u16; 2] = [1053, 3032];
+        matches!(self, Self::Refused { code, .. } if !GOING_AWAY.contains(code))
+            || matches!(
+                self,
+                Self::UnsupportedAuth(_) | Self::AuthExchange(_) | Self::MissingCapability(_) | Self::TlsRequired
+            )
     }
 
     /// True when the server refused the credentials the proxy logged in with (wrong backend
@@ -183,6 +190,7 @@ impl Error {
                 | Self::AuthExchange(_)
                 | Self::MissingCapability(_)
                 | Self::ConnectFailed(_)
+                | Self::Drained
         )
     }
 }

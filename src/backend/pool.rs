@@ -86,12 +86,45 @@ pub struct Manager {
 struct Failures {
     notify: tokio::sync::Notify,
     last: Mutex<Option<Error>>,
+    /// Set while [`Failures::refusal`] may hold a refusal (one relaxed load per checkout).
+    refusing: AtomicBool,
+    /// The server's last refusal of the pool's login, and when.
+    refusal: Mutex<Option<(Instant, Error)>>,
 }
+
+/// How long a pool answers checkouts with the server's refusal of its login instead of logging
+/// in again: a misconfigured user's every statement would otherwise cost the backend a failed
+/// login (which may lock the account under `FAILED_LOGIN_ATTEMPTS`, or block the proxy's host
+/// under `max_connect_errors`) and the log a line. A reload that changes the user's backend
+/// credentials makes a new pool, which tries at once.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(5);
 
 impl Failures {
     fn announce(&self, err: &Error) {
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.for_waiters());
         self.notify.notify_waiters();
+    }
+
+    /// Remembers a refused login (see [`REFUSAL_MEMORY`]).
+    fn refused(&self, err: &Error) {
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), err.for_waiters()));
+        self.refusing.store(true, Ordering::Relaxed);
+    }
+
+    /// The server's refusal of this pool's login if it came within [`REFUSAL_MEMORY`] of `now`.
+    fn recent_refusal(&self, now: Instant) -> Option<Error> {
+        if !self.refusing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
+        match &*refusal {
+            Some((at, err)) if now.saturating_duration_since(*at) < REFUSAL_MEMORY => Some(err.for_waiters()),
+            _ => {
+                *refusal = None;
+                self.refusing.store(false, Ordering::Relaxed);
+                None
+            }
+        }
     }
 
     fn last(&self, name: &str) -> Error {
@@ -144,6 +177,11 @@ impl bb8::ManageConnection for Manager {
                 Ok(Box::new(conn))
             }
             Err(err) => {
+                if err.is_login_refusal() {
+                    // Logged here, once per REFUSAL_MEMORY, rather than per statement.
+                    tracing::warn!(backend = %self.name, user = %self.user, error = %err, "the backend refused the proxy's login; statements of this user fail with the server's answer for the next {REFUSAL_MEMORY:?}");
+                    self.failures.refused(&err);
+                }
                 self.failures.announce(&err);
                 Err(err)
             }
@@ -637,6 +675,9 @@ impl Pools {
         retryable: bool,
         now: Instant,
     ) -> Result<Lease, Error> {
+        if let Some(refusal) = pool.failures.recent_refusal(now) {
+            return Err(refusal);
+        }
         // Created before asking bb8, so that a connect failure announced while this checkout
         // waits is seen; creating it takes no lock, and it is only polled when bb8 has to wait.
         let failed = pool.failures.notify.notified();
@@ -710,14 +751,13 @@ impl Pools {
         if demoted {
             marks.demoted.store(generation, Ordering::Relaxed);
         }
-        let gone = Error::ConnectFailed("the backend was marked down while this checkout waited".to_owned());
         map.pools.retain(|key, pool| {
             let keep = key.backend != backend;
             if !keep {
                 pool.mark_forgotten();
                 // Checkouts waiting for a connection to it (a frozen server never finishes a
                 // login) give up now: a read goes elsewhere, a write waits for a primary.
-                pool.failures.announce(&gone);
+                pool.failures.announce(&Error::Drained);
             }
             keep
         });

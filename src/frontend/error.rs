@@ -158,22 +158,31 @@ impl ClientError {
         }
     }
 
-    /// A backend refused the proxy's login for `user` (wrong `backend_password`, an account the
-    /// backend does not have, ...): `ER_ACCESS_DENIED_ERROR` (1045, 28000), with the backend's
-    /// own words, so that the operator sees what to fix. Logged too.
+    /// A backend refused the proxy's login for `user`: the server's own code and words (an
+    /// authentication method the proxy cannot use is `ER_NOT_SUPPORTED_AUTH_MODE`, 1251), which
+    /// backend, and what to look at. The pool logs the refusal (rate-limited), so this does not.
     pub fn backend_refused_login(backend: &str, user: &str, err: &backend::Error) -> Self {
-        tracing::warn!(backend, user, error = %err, "the backend refused the proxy's login for this user");
-        let why = match err {
-            backend::Error::Refused { message, .. } => message.clone(),
-            other => other.to_string(),
+        let (code, sqlstate, why): (u16, [u8; 5], String) = match err {
+            backend::Error::Refused { code, sqlstate, message } => {
+                let state = <[u8; 5]>::try_from(sqlstate.as_bytes()).unwrap_or(*b"28000");
+                (*code, state, message.clone())
+            }
+            other => (1251, *b"08004", other.to_string()),
         };
+        let hint = match code {
+            // ER_DBACCESS_DENIED_ERROR: the account lacks rights on the session's schema.
+            1044 => "",
+            // ER_HOST_IS_BLOCKED
+            1129 => " (the backend blocked the proxy's host after too many connection errors; FLUSH HOSTS there)",
+            // ER_HOST_NOT_PRIVILEGED
+            1130 => " (the backend does not accept this account from the proxy's host)",
+            _ => " (check backend_user and backend_password of this user in the proxy's configuration, and the account on the backend)",
+        };
+        tracing::debug!(backend, user, error = %err, "the backend refused the proxy's login for this user");
         Self::new(
-            1045,
-            b"28000",
-            format!(
-                "rwsplit: backend '{backend}' refused the login for user '{user}': {why} (check backend_user and \
-                 backend_password of this user in the proxy's configuration)"
-            ),
+            code,
+            &sqlstate,
+            format!("rwsplit: backend '{backend}' refused the login for user '{user}': {why}{hint}"),
         )
     }
 
@@ -299,5 +308,46 @@ impl ClientError {
             b"HY000",
             "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientError;
+    use crate::backend;
+
+    fn refused(code: u16, sqlstate: &str) -> backend::Error {
+        backend::Error::Refused { code, sqlstate: sqlstate.into(), message: "the server's words".into() }
+    }
+
+    #[test]
+    fn a_refused_backend_login_keeps_the_servers_code_and_says_what_to_check() {
+        let e = ClientError::backend_refused_login("node1", "u", &refused(1045, "28000"));
+        assert_eq!((e.code, &e.sqlstate), (1045, b"28000"));
+        assert!(
+            e.message.contains("node1")
+                && e.message.contains("the server's words")
+                && e.message.contains("backend_password")
+        );
+        let e = ClientError::backend_refused_login("node1", "u", &refused(1130, "HY000"));
+        assert_eq!((e.code, &e.sqlstate), (1130, b"HY000"));
+        assert!(e.message.contains("proxy's host") && !e.message.contains("backend_password"), "{}", e.message);
+        let e = ClientError::backend_refused_login("node1", "u", &refused(1129, "HY000"));
+        assert!(e.code == 1129 && e.message.contains("FLUSH HOSTS"), "{}", e.message);
+        let e = ClientError::backend_refused_login("node1", "u", &refused(1044, "42000"));
+        assert_eq!((e.code, &e.sqlstate), (1044, b"42000"));
+        assert!(!e.message.contains("backend_password"), "{}", e.message);
+        let e = ClientError::backend_refused_login("node1", "u", &backend::Error::UnsupportedAuth("dialog".into()));
+        assert_eq!((e.code, &e.sqlstate), (1251, b"08004"));
+    }
+
+    #[test]
+    fn a_server_going_away_is_a_connect_failure_not_a_refusal() {
+        assert!(refused(1040, "08004").is_refusal(), "too many connections: the server is up");
+        assert!(refused(1045, "28000").is_refusal() && refused(1045, "28000").is_login_refusal());
+        for going_away in [1053, 3032] {
+            let e = refused(going_away, "08S01");
+            assert!(!e.is_refusal() && !e.is_login_refusal() && e.is_before_send(), "{going_away}");
+        }
     }
 }

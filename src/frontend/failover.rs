@@ -34,13 +34,15 @@ const RETRY_PRIMARY: Duration = Duration::from_millis(500);
 
 /// Completes once a snapshot names no primary or another one than `index` (never, if the cell
 /// goes away).
+/// Completes at once when the last publication already named another primary than the snapshot
+/// the caller acts on (it may be older than the receiver).
 async fn primary_moved(changes: &mut tokio::sync::watch::Receiver<Option<BackendIndex>>, index: BackendIndex) {
     loop {
-        if changes.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
         if *changes.borrow_and_update() != Some(index) {
             return;
+        }
+        if changes.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -96,8 +98,12 @@ impl Session {
                     () = moved => None,
                 };
                 let Some(result) = result else {
-                    // Not bounded by the hold here: the checkout itself is (checkout_timeout),
-                    // and the next turn with no primary checks the hold.
+                    // The checkout itself is bounded (checkout_timeout) and a turn with no primary
+                    // checks the hold; this bounds a primary moving again and again.
+                    let waited = started.elapsed();
+                    if waited >= hold {
+                        return Err((ClientError::no_primary_after(waited, last_error.as_ref()), None));
+                    }
                     snapshot = Some(self.shared.topology.load_full());
                     continue;
                 };

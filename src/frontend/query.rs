@@ -385,16 +385,25 @@ impl Session {
         match observe::checkout(&self.shared, &pool, index, node.name(), timeout, retryable).await {
             Ok(lease) => Ok(lease),
             Err(err) => {
-                tracing::warn!(backend = node.name(), error = %err, "backend checkout failed");
+                if err.is_login_refusal() {
+                    // The pool logs it, once per few seconds.
+                    tracing::debug!(backend = node.name(), error = %err, "backend checkout failed");
+                } else {
+                    tracing::warn!(backend = node.name(), error = %err, "backend checkout failed");
+                }
                 // A server that refused the login is up: it stays in rotation for everybody else,
-                // and a write does not wait for a failover that will not come.
-                let connect_failed = !matches!(err, backend::Error::CheckoutTimeout { .. }) && !err.is_refusal();
+                // and a write does not wait for a failover that will not come. One the monitor
+                // drained while the checkout waited is its business: nothing failed here.
+                let drained = matches!(err, backend::Error::Drained);
+                let connect_failed =
+                    !matches!(err, backend::Error::CheckoutTimeout { .. }) && !err.is_refusal() && !drained;
                 if connect_failed {
                     node.mark_down(DOWN_AFTER_FAILURE);
                 }
                 // Nothing was sent, so a read may go elsewhere after a checkout timeout too (a
                 // frozen replica accepts TCP but never logs in); the replica stays in rotation.
-                let elsewhere = connect_failed || retryable;
+                // A write waits for the primary after a connect failure or a drain.
+                let elsewhere = connect_failed || drained || retryable;
                 let user = self.login.user.name.as_str();
                 Err((ClientError::checkout_failed(node.name(), user, &err), elsewhere.then_some(index)))
             }
