@@ -243,13 +243,27 @@ async fn promotion_under_load() {
     // Errors only for statements in flight at the kill or in transactions open at that moment,
     // at most one per client, and never for reads.
     let mut errors_per_client = vec![0; CLIENTS];
+    let mut unexpected = Vec::new();
     for op in ops.iter().filter(|o| o.error.is_some()) {
         errors_per_client[op.client] += 1;
         let in_flight = op.start < killed;
         let open_transaction = op.transaction.is_some_and(|t| t < killed);
-        let after_kill = op.start.saturating_duration_since(killed);
-        assert!(in_flight || open_transaction, "unexpected error {after_kill:?} after the kill: {op:?}");
+        if !(in_flight || open_transaction) {
+            unexpected.push((op.start.saturating_duration_since(killed), op));
+        }
         assert_ne!(op.kind, Kind::Read, "a read failed: {op:?}");
+    }
+    // The first unexpected errors, and every error of the first client that had one (the error
+    // before them says what went wrong).
+    if let Some((_, op)) = unexpected.first() {
+        let first: Vec<_> = unexpected.iter().take(5).collect();
+        let client: Vec<_> = ops.iter().filter(|o| o.client == op.client && o.error.is_some()).take(5).collect();
+        panic!(
+            "{} unexpected errors after the kill (per client {errors_per_client:?}); first {first:#?}; client {}: \
+             {client:#?}",
+            unexpected.len(),
+            op.client
+        );
     }
     assert!(errors_per_client.iter().all(|&n| n <= 1), "one error at most per client: {errors_per_client:?}");
     let mut kinds: Vec<String> = ops

@@ -169,10 +169,12 @@ impl bb8::ManageConnection for Manager {
             max_prepared: self.max_prepared,
             tls: self.tls.load_full(),
         };
+        // Read before connecting: a drain while the login runs retires this connection too.
+        let generation = self.marks.generation.load(Ordering::Relaxed);
         match Conn::connect(&params).await {
             Ok(mut conn) => {
                 conn.permits = permits;
-                conn.generation = self.marks.generation.load(Ordering::Relaxed);
+                conn.generation = generation;
                 conn.stmts.count_in(self.prepared.clone());
                 Ok(Box::new(conn))
             }
@@ -238,10 +240,15 @@ impl Marks {
         Waiting(self)
     }
 
-    /// One more slice of a wait went by without a byte; the wait has now lasted `waited`.
+    /// One more slice of a wait went by without a byte; the wait has now lasted `waited`. The
+    /// monitor is nudged when it crosses [`STALL_NOTICE`] with another wait unanswered too: one
+    /// slow statement (a report, a lock wait) is no reason to probe everything at once.
     fn silent_slice(&self, waited: Duration, slice: Duration) {
         self.silent.fetch_add(1, Ordering::Relaxed);
-        if waited >= STALL_NOTICE && waited.saturating_sub(slice) < STALL_NOTICE {
+        if waited >= STALL_NOTICE
+            && waited.saturating_sub(slice) < STALL_NOTICE
+            && self.waiting.load(Ordering::Relaxed) >= STALLED_WAITS
+        {
             self.stalls.notify_one();
         }
     }
@@ -291,8 +298,12 @@ pub enum Watch {
 const RETIRE_CHECK: Duration = Duration::from_millis(200);
 
 /// A watched statement that has waited this long without a byte asks the monitor to probe its
-/// backend at once (once per statement).
+/// backend at once (once per statement), when another one waits unanswered too.
 const STALL_NOTICE: Duration = Duration::from_millis(400);
+
+/// Statements waiting unanswered on one backend at once that make its silence a stall: the
+/// monitor is nudged, and a failed probe is decisive (`monitor::health::Tracker`).
+pub const STALLED_WAITS: u32 = 2;
 
 impl Lease {
     /// True when the backend's pools were drained after this connection was made (failover,

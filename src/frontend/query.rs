@@ -170,8 +170,11 @@ impl Session {
             let mut lease = lease;
             // A read on a replica is bounded and given up when the monitor marks the replica
             // down; a statement on the primary is given up only when another primary is elected;
-            // anything else on a held connection waits out query_timeout.
-            let watch = if topology.primary == Some(lease.backend) {
+            // anything else on a held connection waits out query_timeout. A write held for a
+            // failover got its connection from a primary elected after this statement's snapshot.
+            let on_primary = topology.primary == Some(lease.backend)
+                || (route.target != Target::Replica && self.shared.topology.load().primary == Some(lease.backend));
+            let watch = if on_primary {
                 Watch::Primary
             } else if matches!(route.target, Target::Replica | Target::Backend(_)) {
                 Watch::Read(config.pool.replica_read_timeout)

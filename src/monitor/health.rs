@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Evidence, GtidPosition, Replication};
+use crate::backend::{Evidence, GtidPosition, Replication, STALLED_WAITS};
 
 /// What one successful full probe saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,9 +218,6 @@ pub enum Weight {
     /// Down at once: statements wait on it without an answer.
     Decisive,
 }
-
-/// Unanswered statements waiting at once that make a silent data path a stalled one.
-pub const STALLED_WAITS: u32 = 2;
 
 /// Failed probes are discounted only this long after the last successful one: past it, what the
 /// monitor knows of the backend (`read_only`, replication, lag) is too old to keep trusting, and
