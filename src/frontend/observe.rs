@@ -101,6 +101,7 @@ pub(super) async fn checkout(
     let outcome = match &result {
         Ok(_) => Checkout::Ok,
         Err(backend::Error::CheckoutTimeout { .. }) => Checkout::Timeout,
+        Err(backend::Error::Drained) => Checkout::Drained,
         Err(_) => Checkout::Error,
     };
     shared.ops.metrics.backends.checkout(index.0, name, started.elapsed(), outcome);

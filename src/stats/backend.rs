@@ -21,6 +21,8 @@ pub enum Checkout {
     Timeout,
     /// Connecting to the backend failed.
     Error,
+    /// The monitor drained the backend while the checkout waited: only the wait is recorded.
+    Drained,
 }
 
 /// What the scrape needs to know about one backend (built by the owner of the topology).
@@ -226,7 +228,7 @@ impl BackendMetrics {
         self.with(index, name, |h| {
             h.wait.observe(waited.as_secs_f64());
             match result {
-                Checkout::Ok => {}
+                Checkout::Ok | Checkout::Drained => {}
                 Checkout::Timeout => h.timeouts.inc(),
                 Checkout::Error => h.errors.inc(),
             }
