@@ -294,6 +294,42 @@ async fn promotion_under_load() {
     assert!(back, "the rebuilt node is up again in the proxy's topology");
 }
 
+/// A transaction held on the primary when the primary is killed, and its next statement sent
+/// before the monitor noticed (the held socket is closed already): the statement gets the
+/// failover's one error (1213) and the session goes on. Before, the client connection was closed,
+/// as for a server that ended an idle session, and the client's later statements all failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_whose_primary_dies_between_statements_gets_one_error() {
+    let _serial = faults::SERIAL.lock().await;
+    with_cleanup(killed_between_statements(), restore_cluster()).await;
+}
+
+async fn killed_between_statements() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let mut config = cluster.config();
+    // The monitor must not notice the kill before the next statement does.
+    config.monitor.interval = Duration::from_secs(20);
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let db = fresh_db(&cluster, "diedidle").await;
+    let mut conn = proxy.connect_db(&db).await;
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+    let (pid, port) = faults::node("PRIMARY");
+    kill9(pid, port).await;
+    let topology = proxy.handle.topology();
+    let primary = topology.primary.expect("a primary");
+    assert_eq!(topology.nodes[primary.0].health, Health::Up, "the monitor has not noticed the kill yet");
+
+    let err = conn.query_drop("INSERT INTO t VALUES (2)").await.expect_err("the transaction is gone");
+    let (code, state, message) = server_error(&err);
+    assert_eq!((code, state.as_str()), (1213, "40001"), "{message}");
+    // The same client connection goes on: a read runs on a replica.
+    let port: Option<u16> = conn.query_first("SELECT @@port").await.expect("the session goes on");
+    assert!(port.is_some_and(|p| cluster.replicas().contains(&p)), "read on a replica: {port:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_replica_fails_no_read() {
     let _serial = faults::SERIAL.lock().await;

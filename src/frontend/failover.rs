@@ -55,18 +55,25 @@ impl Session {
         if !lease.is_retired() {
             return None;
         }
-        let backend = lease.backend;
+        let in_transaction = self.status & STATUS_IN_TRANS != 0;
+        tracing::warn!(backend = lease.backend.0, in_transaction, "held backend connection retired by a failover");
+        Some(self.held_connection_lost(seq, config).await)
+    }
+
+    /// The session's held connection is gone with its backend: answers the statement `seq`
+    /// started with the failover's one error (the transaction, or the pinned state, is lost)
+    /// and lets the session go on.
+    pub(super) async fn held_connection_lost(&mut self, seq: u8, config: &Config) -> Outcome {
         self.binding.forget();
         self.previous.connection_lost();
         let in_transaction = self.status & STATUS_IN_TRANS != 0;
-        tracing::warn!(backend = backend.0, in_transaction, "held backend connection retired by a failover");
         self.forget_backend_state();
         let err = if in_transaction {
             ClientError::transaction_lost_in_failover()
         } else {
             ClientError::state_lost_in_failover()
         };
-        Some(self.reply_error(&err, seq.wrapping_add(1), config).await)
+        self.reply_error(&err, seq.wrapping_add(1), config).await
     }
 
     /// Checks out a connection to the primary, waiting up to `routing.failover_hold` while none

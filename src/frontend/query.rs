@@ -130,7 +130,7 @@ impl Session {
         if let Some(outcome) = self.leave_retired(exec.seq, config).await {
             return outcome;
         }
-        if let Some(outcome) = self.left_by_server() {
+        if let Some(outcome) = self.left_by_server(exec.seq, &topology, config).await {
             return outcome;
         }
         // A question about the previous statement (answered per session): only statements whose

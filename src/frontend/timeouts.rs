@@ -5,7 +5,8 @@
 //!   `server.idle_timeout` stays the upper bound.
 //! - A held backend connection the server ended while the client was idle
 //!   (`idle_transaction_timeout`, a `KILL` from elsewhere): the client connection is closed too,
-//!   as a direct client's would be, instead of answering its next statement with an error.
+//!   as a direct client's would be, instead of answering its next statement with an error. When
+//!   the server itself is gone, that is a failover instead (one error, the session goes on).
 //!
 //! Nothing here waits or runs a task.
 
@@ -13,7 +14,8 @@ use std::time::Duration;
 
 use super::query::Outcome;
 use super::session::Session;
-use crate::backend::State;
+use crate::backend::{State, Topology};
+use crate::config::Config;
 
 /// How long the session may stay idle: the session's `wait_timeout` when it set one, capped by
 /// the proxy's configured idle timeout.
@@ -33,19 +35,46 @@ pub(super) fn idle_limit(state: &State, configured: Duration) -> Duration {
 impl Session {
     /// Closes the session when the server already ended its held connection while the client
     /// was idle; see the module docs. `None` when the statement may run.
-    pub(super) fn left_by_server(&mut self) -> Option<Outcome> {
+    ///
+    /// A server that is gone (killed, crashed, unreachable: its port refuses or does not answer
+    /// within [`GONE_AFTER`]) is a failover the monitor has not seen yet, not a session the
+    /// server ended: the client gets the failover's one error and the session goes on, as it
+    /// would a moment later once the monitor drained the backend.
+    pub(super) async fn left_by_server(&mut self, seq: u8, topology: &Topology, config: &Config) -> Option<Outcome> {
         let lease = self.binding.lease_mut()?;
         if !lease.is_closed_by_server() {
             return None;
         }
         lease.broken = true;
+        let backend = lease.backend;
+        let alive = match topology.node(backend) {
+            Some(node) => listens(&node.config.host, node.config.port).await,
+            None => true,
+        };
+        if !alive {
+            tracing::warn!(
+                backend = backend.0,
+                "the server of the held connection is gone; one error, then the session goes on"
+            );
+            self.shared.topology.request_probe();
+            return Some(self.held_connection_lost(seq, config).await);
+        }
         tracing::info!(
-            backend = lease.backend.0,
+            backend = backend.0,
             "the server ended the held connection while the client was idle; closing the client as it would"
         );
         self.binding.forget();
         Some(Outcome::Close)
     }
+}
+
+/// How long a server whose held connection closed may take to accept a new TCP connection
+/// before it counts as gone.
+const GONE_AFTER: Duration = Duration::from_millis(200);
+
+/// True when something accepts TCP connections on `host:port` within [`GONE_AFTER`].
+async fn listens(host: &str, port: u16) -> bool {
+    matches!(tokio::time::timeout(GONE_AFTER, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]
