@@ -444,6 +444,60 @@ async fn no_primary() {
     assert_eq!(ids, [4, 5], "the rolled-back transaction left nothing behind");
 }
 
+/// A reload that renumbers the backends (the same three, listed in another order) while a
+/// session holds a transaction on the primary; then the primary turns read-only. The drain of the
+/// primary, now at another index, still reaches the held connection: the session's next
+/// statement gets the failover's 1213. (Before, what the pools keep per backend stayed at the old
+/// index, so the held connection was not retired and the statement ran on the read-only former
+/// primary: 1290.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_that_renumbers_backends_keeps_failover_reaching_held_connections() {
+    let _serial = faults::SERIAL.lock().await;
+    let undo = async {
+        tokio::task::spawn_blocking(|| root_sql("PRIMARY", "SET GLOBAL read_only = 0")).await.unwrap();
+        restore_cluster().await;
+    };
+    with_cleanup(renumbered(), undo).await;
+}
+
+async fn renumbered() {
+    restore_cluster().await;
+    let cluster = Cluster::shared().await;
+    let text = common::ops::config_text(&cluster, &[], &[], "");
+    let file = common::ops::ConfigFile::new("renumber", &text);
+    let handle = common::ops::start_from(&file, false).await;
+    let opts = mysql_async::OptsBuilder::from_opts(common::direct_opts(handle.mysql_addr().port(), None));
+    let db = fresh_db(&cluster, "renumber").await;
+    let mut conn = Conn::new(opts.db_name(Some(db.clone()))).await.unwrap();
+    conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
+    conn.query_drop("BEGIN").await.unwrap();
+    conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
+
+    // The same backends, rotated by one place: every index changes.
+    let (head, rest) = text.split_once("[[backends]]").unwrap();
+    let mut blocks: Vec<String> = rest.split("[[backends]]").map(|b| format!("[[backends]]{b}")).collect();
+    let last = blocks.pop().unwrap();
+    let (last_backend, after) = last.split_at(last.find("[[users]]").unwrap());
+    blocks.push(last_backend.to_owned());
+    blocks.rotate_left(1);
+    file.replace(&format!("{head}{}{after}", blocks.concat()));
+    let changes = handle.reload().await.expect("the reload is accepted");
+    let primary_name = |h: &rwsplit::app::Handle| {
+        let t = h.topology();
+        t.primary.and_then(|p| t.node(p)).map(|n| (n.index, n.name().to_owned()))
+    };
+    let (index, name) = primary_name(&handle).expect("a primary");
+    let before = cluster.ports.iter().position(|&p| p == cluster.primary).unwrap();
+    assert_ne!(index.0, before, "the primary got another index ({name}); changes: {changes:?}");
+
+    tokio::task::spawn_blocking(|| root_sql("PRIMARY", "SET GLOBAL read_only = 1")).await.unwrap();
+    let h = &handle;
+    assert!(eventually(Duration::from_secs(10), move || async move { h.topology().primary.is_none() }).await);
+    let err = conn.query_drop("INSERT INTO t VALUES (2)").await.expect_err("the transaction is gone");
+    let (code, _, message) = server_error(&err);
+    assert_eq!(code, 1213, "the held connection was retired with the former primary: {message}");
+}
+
 /// The replica that received the most of a frozen primary's transactions, once both have stopped
 /// moving: its `env` label and port. Promoting it keeps the other one a prefix of it, so that
 /// `scripts/cluster.sh failover` can repoint that one afterwards.

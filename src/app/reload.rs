@@ -146,7 +146,14 @@ pub(super) fn apply(shared: &Shared, old: &Config, new: Config) -> Vec<String> {
     let forget_all = old.pool != new.pool;
     let users: BTreeSet<String> = changed_users(old, &new);
     let moved: BTreeSet<usize> = moved_backends(&old.backends, &new.backends);
+    let key = |b: &crate::config::BackendConfig| (b.name.clone(), b.host.clone(), b.port);
+    let new_index: Vec<Option<usize>> =
+        old.backends.iter().map(|o| new.backends.iter().position(|b| key(b) == key(o))).collect();
+    let renumbered = new_index.iter().enumerate().any(|(i, j)| *j != Some(i));
     shared.config.store(Arc::new(new));
+    if renumbered {
+        shared.pools.reindex(&new_index);
+    }
     // After the swap, so that the next checkout builds each pool from the new config.
     let forgotten =
         shared.pools.forget(|key| forget_all || users.contains(&key.user) || moved.contains(&key.backend.0));

@@ -774,6 +774,21 @@ impl Pools {
         });
     }
 
+    /// Follows a reload that changed the backend list: what is kept per backend (generation and
+    /// data-path evidence, open prepared statements, connection caps) moves with each backend to
+    /// its new index (`new_index[old]`, `None` when it was removed), so that the monitor's drains
+    /// and evidence at an index keep meaning the backend there, also for connections sessions
+    /// still hold. A removed backend's entries go (connections still held keep theirs); a new
+    /// one gets fresh entries on first use. Pools themselves are left to [`Pools::forget`].
+    pub fn reindex(&self, new_index: &[Option<usize>]) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let to = |b: &BackendIndex| new_index.get(b.0).copied().flatten().map(BackendIndex);
+        map.generations = map.generations.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
+        map.prepared = map.prepared.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
+        map.caps = map.caps.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
+        map.user_caps = map.user_caps.drain().filter_map(|((b, u), v)| Some(((to(&b)?, u), v))).collect();
+    }
+
     /// Forgets the pools `pred` selects without retiring their connections (a reload that changed
     /// a backend, a user or the pool settings; `DRAIN BACKEND`). Connections in use, including those
     /// sessions hold for a transaction, keep working; each returns to its old pool, which closes its
@@ -861,5 +876,36 @@ impl Pools {
     pub fn open_connections(&self, backend: BackendIndex) -> u32 {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.pools.iter().filter(|(k, _)| k.backend == backend).map(|(_, p)| p.connections()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generation(pools: &Pools, b: usize) -> u64 {
+        let mut map = pools.inner.lock().unwrap();
+        pools.marks(&mut map, BackendIndex(b)).generation.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn what_is_kept_per_backend_follows_it_to_its_new_index() {
+        let pools = Pools::default();
+        pools.drain(BackendIndex(0));
+        pools.drain(BackendIndex(0));
+        pools.drain(BackendIndex(1));
+        pools.drain(BackendIndex(2));
+        let held = {
+            let mut map = pools.inner.lock().unwrap();
+            pools.marks(&mut map, BackendIndex(0))
+        };
+        // Backends 0 and 1 swap places, 2 is removed, a new one takes index 2.
+        pools.reindex(&[Some(1), Some(0), None]);
+        assert_eq!((generation(&pools, 0), generation(&pools, 1)), (1, 2));
+        assert_eq!(generation(&pools, 2), 0, "a new backend starts afresh");
+        // A drain of the first backend at its new index reaches connections held from before.
+        pools.drain(BackendIndex(1));
+        assert_eq!(held.generation.load(Ordering::Relaxed), 3);
+        assert_eq!(generation(&pools, 0), 1, "the other backend is untouched");
     }
 }
