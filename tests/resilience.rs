@@ -180,11 +180,32 @@ async fn stall_bound() {
     let index = cluster.ports.iter().position(|&p| p == port).unwrap();
     let name = config.backends[index].name.clone();
     let mut conn = proxy.connect().await;
+    let opts = mysql_async::OptsBuilder::from_opts(proxy.opts(None)).max_allowed_packet(Some(64 << 20));
+    let mut sender = Conn::new(opts).await.unwrap();
     let hinted = format!("/* rwsplit:backend={name} */ SELECT @@port");
     let seen: Option<u16> = conn.query_first(&hinted).await.unwrap();
     assert_eq!(seen, Some(port));
+    // Two pooled connections to the replica, one for each statement below (a new one would
+    // never finish its login on the frozen server).
+    let slow = format!("/* rwsplit:backend={name} */ SELECT SLEEP(0.3)");
+    let (a, b) = tokio::join!(conn.query_drop(&slow), sender.query_drop(&slow));
+    a.unwrap();
+    b.unwrap();
 
     let frozen = Frozen::new(pid);
+    // A statement too large for the socket buffers of a server that reads nothing: its send is
+    // bounded like the wait for an answer (before, it blocked for pool.query_timeout).
+    let big = format!("/* rwsplit:backend={name} */ SELECT LENGTH('{}')", "x".repeat(48 << 20));
+    let started = Instant::now();
+    let err = sender.query_drop(&big).await.unwrap_err();
+    let waited = started.elapsed();
+    let (code, _, message) = server_error(&err);
+    eprintln!("48 MiB hinted read to the frozen replica failed after {waited:?}: {code} {message}");
+    assert_eq!(code, 1158, "{message}");
+    assert!(message.contains("replica_read_timeout"), "the error names the bound: {message}");
+    assert!(waited < Duration::from_secs(5), "the send was bounded: {waited:?}");
+    drop(sender);
+
     let started = Instant::now();
     let err = conn.query_drop(&hinted).await.unwrap_err();
     let waited = started.elapsed();
@@ -202,10 +223,6 @@ async fn stall_bound() {
     assert_eq!(again, Some(port));
 }
 
-/// Issue 13 item 9: every probe of every backend fails (a wrong `monitor.password` makes that
-/// deterministic; a proxy so starved of CPU that its probes time out is the case met in the field)
-/// while statements through the proxy succeed. Backends answering statements are not dropped on
-/// failed probes alone; the same probes without traffic do take them down.
 /// Probes of every node time out (the proxy short of CPU, as far as the monitor can tell) while
 /// four clients keep reading and writing: the failures are not counted, so no backend leaves
 /// rotation; `rwsplit_monitor_probe_failures_discounted_total` counts them. The control: once

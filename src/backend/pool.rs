@@ -352,6 +352,20 @@ impl Lease {
         }
     }
 
+    /// [`Conn::send_after`] within what [`Lease::watch`] set: a send that a frozen server's full
+    /// socket buffer blocks (a large statement) is bounded and given up like the wait for its
+    /// answer. Shadows [`Conn::send_after`] for leases.
+    pub async fn send_after(&mut self, framed: &[u8], payload: &[u8], timeout: Duration) -> Result<(), Error> {
+        let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
+        let work = self.conn.send_after(framed, payload, limit);
+        watched(work, watch, &self.marks, mine, timeout).await
+    }
+
+    /// [`Lease::send_after`] with nothing framed before. Shadows [`Conn::send`] for leases.
+    pub async fn send(&mut self, payload: &[u8], timeout: Duration) -> Result<(), Error> {
+        self.send_after(&[], payload, timeout).await
+    }
+
     /// [`Conn::sync_to`] within what [`Lease::watch`] set. After [`Error::Abandoned`] or
     /// [`Error::Demoted`] the connection is in an unknown state, and the caller drops it.
     pub async fn sync_to(
