@@ -301,6 +301,10 @@ const RETIRE_CHECK: Duration = Duration::from_millis(200);
 /// backend at once (once per statement), when another one waits unanswered too.
 const STALL_NOTICE: Duration = Duration::from_millis(400);
 
+/// Sends up to this size fit a TCP socket's smallest default send buffer (`net.ipv4.tcp_wmem`'s
+/// 16 KiB), so they complete without waiting on the server.
+const SMALL_SEND: usize = 16 << 10;
+
 /// Statements waiting unanswered on one backend at once that make its silence a stall: the
 /// monitor is nudged, and a failed probe is decisive (`monitor::health::Tracker`).
 pub const STALLED_WAITS: u32 = 2;
@@ -357,6 +361,11 @@ impl Lease {
     /// answer. Shadows [`Conn::send_after`] for leases.
     pub async fn send_after(&mut self, framed: &[u8], payload: &[u8], timeout: Duration) -> Result<(), Error> {
         let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
+        if framed.len() + payload.len() <= SMALL_SEND {
+            // Fits the socket's send buffer, empty between statements: it never waits, and the
+            // watch would only cost the common statement its bookkeeping.
+            return self.conn.send_after(framed, payload, limit).await;
+        }
         let work = self.conn.send_after(framed, payload, limit);
         watched(work, watch, &self.marks, mine, timeout).await
     }
