@@ -149,10 +149,13 @@ pub(super) fn apply(shared: &Shared, old: &Config, new: Config) -> Vec<String> {
     let key = |b: &crate::config::BackendConfig| (b.name.clone(), b.host.clone(), b.port);
     let new_index: Vec<Option<usize>> =
         old.backends.iter().map(|o| new.backends.iter().position(|b| key(b) == key(o))).collect();
-    let renumbered = new_index.iter().enumerate().any(|(i, j)| *j != Some(i));
+    let backends = new.backends.clone();
     shared.config.store(Arc::new(new));
-    if renumbered {
-        shared.pools.reindex(&new_index);
+    shared.pools.reindex(&new_index, &backends);
+    if old.backends != backends {
+        // Wakes the monitor, which follows the new list before anything else: until it
+        // publishes the renumbered topology, sessions routing by the old one get pools of their own.
+        shared.topology.request_probe();
     }
     // After the swap, so that the next checkout builds each pool from the new config.
     let forgotten =
@@ -217,6 +220,12 @@ fn describe(old: &Config, new: &Config) -> Vec<String> {
             }
             Some(_) => {}
         }
+    }
+    let kept = |list: &[BackendConfig], other: &[BackendConfig]| {
+        list.iter().filter(|b| other.iter().any(|o| o.name == b.name)).map(|b| b.name.clone()).collect::<Vec<_>>()
+    };
+    if kept(&old.backends, &new.backends) != kept(&new.backends, &old.backends) {
+        out.push("backends renumbered (listed in another order)".to_owned());
     }
     for o in old.backends.iter().filter(|o| !new.backends.iter().any(|b| b.name == o.name)) {
         out.push(format!("backend {} removed (its connections close once idle)", o.name));

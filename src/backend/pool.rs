@@ -26,7 +26,7 @@ use super::conn::{Conn, ConnectParams};
 use super::tls::Connector;
 use super::topology::{BackendIndex, Node};
 use super::Error;
-use crate::config::{PoolConfig, UserConfig};
+use crate::config::{BackendConfig, BackendId, PoolConfig, UserConfig};
 use crate::protocol::CapabilityFlags;
 
 use watch::Marks;
@@ -362,7 +362,30 @@ struct Inner {
     caps: HashMap<BackendIndex, Arc<Cap>>,
     /// `[[users]] max_backend_connections`, per backend and user.
     user_caps: HashMap<(BackendIndex, String), Arc<Cap>>,
+    /// The running backend list (name, host, port) by index, as the last reload numbered it;
+    /// empty until [`Pools::set_layout`] (then every caller's node is taken as current).
+    layout: Vec<(BackendId, String, u16)>,
     next_pool_id: u64,
+}
+
+impl Inner {
+    /// Where `backend` is in the running layout.
+    fn place_of(&self, backend: &BackendConfig, asked: BackendIndex) -> Option<BackendIndex> {
+        if self.layout.is_empty() {
+            return Some(asked);
+        }
+        let at = |i: usize| {
+            self.layout.get(i).is_some_and(|(n, h, p)| (n, h, *p) == (&backend.name, &backend.host, backend.port))
+        };
+        if at(asked.0) {
+            return Some(asked);
+        }
+        (0..self.layout.len()).find(|&i| at(i)).map(BackendIndex)
+    }
+}
+
+fn layout(backends: &[BackendConfig]) -> Vec<(BackendId, String, u16)> {
+    backends.iter().map(|b| (b.name.clone(), b.host.clone(), b.port)).collect()
 }
 
 /// Idle connections a checkout may find closed by the server before it gives up on the pool's
@@ -387,21 +410,42 @@ impl Pools {
     }
 
     /// The pool for `key`, creating it with `node`'s address and `user`'s backend credentials.
+    ///
+    /// A caller still routing by the topology from before a reload that renumbered the backends
+    /// (the monitor publishes the new one up to a second later) names a backend that is not at
+    /// `key.backend` any more. It gets a pool of its own for the server it chose, already
+    /// forgotten (its connections close once returned) and sharing the marks of that server's
+    /// new index, so that it neither takes nor leaves behind a pool the index's new backend
+    /// would use.
     pub fn pool(&self, key: &PoolKey, node: &Node, user: &UserConfig, config: &PoolConfig) -> Arc<Pool> {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(pool) = map.pools.get(key) {
-            return pool.clone();
+        let place = map.place_of(&node.config, key.backend);
+        let current = place == Some(key.backend);
+        if current {
+            if let Some(pool) = map.pools.get(key) {
+                return pool.clone();
+            }
         }
-        let marks = self.marks(&mut map, key.backend);
-        let prepared = map.prepared.entry(key.backend).or_default().clone();
         let per_backend = config.max_connections_per_backend.max(1);
-        let cap = map.caps.entry(key.backend).or_insert_with(|| Arc::new(Cap::new(per_backend))).clone();
+        let (marks, prepared, cap) = match place {
+            Some(backend) => (
+                self.marks(&mut map, backend),
+                map.prepared.entry(backend).or_default().clone(),
+                map.caps.entry(backend).or_insert_with(|| Arc::new(Cap::new(per_backend))).clone(),
+            ),
+            // Removed by the reload: nothing the monitor drains refers to it any more.
+            None => (
+                Arc::new(Marks { stalls: self.stalls.clone(), ..Marks::default() }),
+                Arc::default(),
+                Arc::new(Cap::new(per_backend)),
+            ),
+        };
         cap.resize(per_backend);
         let mut caps = vec![cap.clone()];
-        if user.max_backend_connections > 0 {
+        if let (Some(backend), true) = (place, user.max_backend_connections > 0) {
             let user_cap = map
                 .user_caps
-                .entry((key.backend, key.user.clone()))
+                .entry((backend, key.user.clone()))
                 .or_insert_with(|| Arc::new(Cap::new(user.max_backend_connections)))
                 .clone();
             user_cap.resize(user.max_backend_connections);
@@ -432,7 +476,7 @@ impl Pools {
         };
         let inner = bb8::Pool::builder()
             .max_size(config.max_connections_per_backend.max(1))
-            .min_idle(Some(config.min_idle).filter(|&n| n > 0))
+            .min_idle(Some(config.min_idle).filter(|&n| n > 0 && current))
             .test_on_check_out(false)
             .retry_connection(false)
             .queue_strategy(bb8::QueueStrategy::Lifo)
@@ -441,11 +485,15 @@ impl Pools {
             .max_lifetime(Some(config.max_lifetime))
             .build_unchecked(manager);
         let max = config.max_connections_per_backend.max(1);
-        let pool = Arc::new(Pool { inner, id: pool_id, failures, marks, max, forgotten: AtomicBool::new(false) });
+        let pool = Arc::new(Pool { inner, id: pool_id, failures, marks, max, forgotten: AtomicBool::new(!current) });
         for cap in &caps {
             cap.register(pool.id, &pool);
         }
-        map.pools.insert(key.clone(), pool.clone());
+        if current {
+            map.pools.insert(key.clone(), pool.clone());
+        } else {
+            tracing::debug!(backend = %node.name(), "a session routing by the topology before the reload got a pool of its own");
+        }
         pool
     }
 
@@ -557,13 +605,19 @@ impl Pools {
     /// and evidence at an index keep meaning the backend there, also for connections sessions
     /// still hold. A removed backend's entries go (connections still held keep theirs); a new
     /// one gets fresh entries on first use. Pools themselves are left to [`Pools::forget`].
-    pub fn reindex(&self, new_index: &[Option<usize>]) {
+    pub fn reindex(&self, new_index: &[Option<usize>], backends: &[BackendConfig]) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        map.layout = layout(backends);
         let to = |b: &BackendIndex| new_index.get(b.0).copied().flatten().map(BackendIndex);
         map.generations = map.generations.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.prepared = map.prepared.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.caps = map.caps.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.user_caps = map.user_caps.drain().filter_map(|((b, u), v)| Some(((to(&b)?, u), v))).collect();
+    }
+
+    /// Records the backend list pools are numbered by (at startup; reloads use [`Pools::reindex`]).
+    pub fn set_layout(&self, backends: &[BackendConfig]) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).layout = layout(backends);
     }
 
     /// Forgets the pools `pred` selects without retiring their connections (a reload that changed
@@ -665,6 +719,46 @@ mod tests {
         pools.marks(&mut map, BackendIndex(b)).generation.load(Ordering::Relaxed)
     }
 
+    /// Between a reload that renumbers the backends and the monitor's new topology, a session
+    /// asks for the pool at an index by a node from the old numbering.
+    #[tokio::test]
+    async fn a_node_from_the_old_numbering_gets_a_pool_of_its_own() {
+        let text = "[[backends]]\nname = \"a\"\nhost = \"127.0.0.1\"\nport = 1\nrole = \"primary\"\n\
+                    [[backends]]\nname = \"b\"\nhost = \"127.0.0.1\"\nport = 2\n\
+                    [[users]]\nname = \"u\"\npassword = \"p\"\n";
+        let config = crate::config::Config::from_toml(text).unwrap();
+        let old = crate::backend::Topology::from_config(&config);
+        let pools = Pools::default();
+        pools.set_layout(&config.backends);
+        let user = &config.users[0];
+        let key = |b: usize| PoolKey {
+            backend: BackendIndex(b),
+            user: "u".into(),
+            capabilities: 0,
+            extended: 0,
+            collation: 0,
+            with_schema: false,
+        };
+        let b_at_1 = pools.pool(&key(1), &old.nodes[1], user, &config.pool);
+        assert!(Arc::ptr_eq(&b_at_1, &pools.pool(&key(1), &old.nodes[1], user, &config.pool)));
+
+        // The two swap places.
+        let mut swapped = config.backends.clone();
+        swapped.reverse();
+        pools.reindex(&[Some(1), Some(0)], &swapped);
+        pools.forget(|_| true);
+        let stale = pools.pool(&key(1), &old.nodes[1], user, &config.pool);
+        assert!(stale.is_forgotten(), "b, asked for at its old index, is not kept there");
+        assert!(pools.list().is_empty(), "nothing is left at index 1 for a");
+        let current = pools.pool(&key(1), &old.nodes[0], user, &config.pool);
+        assert!(!current.is_forgotten() && !Arc::ptr_eq(&current, &stale));
+        assert!(Arc::ptr_eq(&current, &pools.pool(&key(1), &old.nodes[0], user, &config.pool)));
+        // The stale pool shares the marks of b's new index: a drain of b reaches its connections.
+        pools.drain(BackendIndex(0));
+        assert_eq!(stale.marks.generation.load(Ordering::Relaxed), 1);
+        assert_eq!(current.marks.generation.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn what_is_kept_per_backend_follows_it_to_its_new_index() {
         let pools = Pools::default();
@@ -677,7 +771,7 @@ mod tests {
             pools.marks(&mut map, BackendIndex(0))
         };
         // Backends 0 and 1 swap places, 2 is removed, a new one takes index 2.
-        pools.reindex(&[Some(1), Some(0), None]);
+        pools.reindex(&[Some(1), Some(0), None], &[]);
         assert_eq!((generation(&pools, 0), generation(&pools, 1)), (1, 2));
         assert_eq!(generation(&pools, 2), 0, "a new backend starts afresh");
         // A drain of the first backend at its new index reaches connections held from before.

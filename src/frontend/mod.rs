@@ -90,6 +90,7 @@ impl Front {
     pub fn build(config: Config, metrics: Arc<crate::stats::Metrics>) -> Self {
         let tls = tls::Tls::new(&config.tls);
         let pools = Pools::with_tls(tls.backend());
+        pools.set_layout(&config.backends);
         Self::new(Arc::new(Shared::new(config, metrics, pools)), tls)
     }
 

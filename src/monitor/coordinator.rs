@@ -59,6 +59,14 @@ pub(super) struct Coordinator {
     probers: JoinSet<()>,
 }
 
+/// What woke the coordinator.
+enum Event {
+    DataPath,
+    Report(Report),
+    Nudge,
+    Config,
+}
+
 impl Coordinator {
     /// Starts from the currently published topology.
     pub(super) fn new(host: Arc<dyn Host>) -> Self {
@@ -88,13 +96,22 @@ impl Coordinator {
         let mut data_path = tokio::time::interval(RECHECK);
         data_path.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = data_path.tick() => self.look_at_data_path(),
+            let event = tokio::select! {
+                _ = data_path.tick() => Event::DataPath,
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                Some(report) = rx.recv() => self.apply(report),
-                () = host.topology().probe_requested() => self.nudge(),
-                () = host.pools().stall_noticed() => self.nudge(),
-                _ = config_check.tick() => self.follow_config(&tx),
+                Some(report) = rx.recv() => Event::Report(report),
+                () = host.topology().probe_requested() => Event::Nudge,
+                () = host.pools().stall_noticed() => Event::Nudge,
+                _ = config_check.tick() => Event::Config,
+            };
+            // A reload renumbers the pools' backends at once; indices in reports, drains and
+            // evidence mean the same backends only once the topology follows the new list.
+            self.follow_config(&tx);
+            match event {
+                Event::DataPath => self.look_at_data_path(),
+                Event::Report(report) => self.apply(report),
+                Event::Nudge => self.nudge(),
+                Event::Config => {}
             }
             self.update_cadence();
         }
@@ -341,8 +358,10 @@ impl Coordinator {
     /// Follows the running configuration: new settings are read by every probe anyway; changed
     /// weights or hints are copied into the snapshot; a changed backend list restarts the probers
     /// on a new topology that keeps what is known about backends still listed (same name, host
-    /// and port), the elected primary included. Pools are left to the reload, which forgets those
-    /// of moved backends without cutting transactions short.
+    /// and port), the elected primary included. Pools are left to the reload, which renumbers
+    /// what they keep per backend and forgets the pools of moved backends without cutting
+    /// transactions short. Runs before each event is handled, so that no report or drain from
+    /// the old numbering is applied to the renumbered pools.
     pub(super) fn follow_config(&mut self, tx: &mpsc::Sender<Report>) {
         let config = self.host.config();
         if Arc::ptr_eq(&config, &self.config) {
