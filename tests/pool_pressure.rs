@@ -178,3 +178,45 @@ async fn pinned_connections_show_per_backend_and_pool_user_until_the_pin_ends() 
     assert!(held(pinned, 0).await, "the pin ended with the last temporary table");
     assert!(held(in_transaction, 0).await, "the transaction ended");
 }
+
+/// The server refuses a new login of a pool's account (its password was changed on the server;
+/// the same holds for a host blocked or an account at its connection limit) while the pool still
+/// has a connection logged in from before. The refusal is remembered so that statements do not
+/// each cost a failed login, but only for checkouts that would have to log in: once the
+/// connection in use is back, the next statement runs on it instead of getting the refusal.
+#[tokio::test]
+async fn a_refused_login_does_not_hide_connections_already_logged_in() {
+    let cluster = Cluster::shared().await;
+    let db = fresh_db(&cluster, "refusedidle").await;
+    let account = format!("rot_{}", &db[db.len() - 8..]);
+    let mut primary = cluster.primary_conn().await;
+    primary.query_drop(format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY)")).await.unwrap();
+    primary.query_drop(format!("CREATE USER '{account}'@'%' IDENTIFIED BY 'before'")).await.unwrap();
+    primary.query_drop(format!("GRANT ALL ON `{db}`.* TO '{account}'@'%'")).await.unwrap();
+    cluster.wait_replicas().await;
+    let mut config = cluster.config();
+    let mut user = config.users[0].clone();
+    user.name = rwsplit::config::UserName::new("rotating");
+    user.password = Some("client".into());
+    user.backend_user = account.clone();
+    user.backend_password = Some("before".into());
+    config.users.push(user);
+    let proxy = TestProxy::start_with(cluster.clone(), config).await;
+    let opts = OptsBuilder::from_opts(proxy.opts(Some(&db))).user(Some("rotating")).pass(Some("client"));
+    let (mut a, mut b) = (Conn::new(opts.clone()).await.unwrap(), Conn::new(opts).await.unwrap());
+    a.query_drop("INSERT INTO t VALUES (1)").await.expect("the pool logs in with the old password");
+
+    // Rotated on the server only: the connection logged in before stays usable.
+    primary.query_drop(format!("ALTER USER '{account}'@'%' IDENTIFIED BY 'after'")).await.unwrap();
+    a.query_drop("BEGIN").await.unwrap();
+    a.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
+    let err = b.query_drop("INSERT INTO t VALUES (3)").await.expect_err("a new login is refused");
+    assert_eq!(server_error(&err).0, 1045, "{err}");
+    a.query_drop("COMMIT").await.unwrap();
+    for id in 4..8 {
+        b.query_drop(format!("INSERT INTO t VALUES ({id})")).await.expect("the connection logged in before serves it");
+    }
+    let ids: Vec<i32> = b.query("/* rwsplit:primary */ SELECT id FROM t ORDER BY id").await.unwrap();
+    assert_eq!(ids, [1, 2, 4, 5, 6, 7]);
+    primary.query_drop(format!("DROP USER '{account}'@'%'")).await.unwrap();
+}

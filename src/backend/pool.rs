@@ -101,7 +101,8 @@ struct Failures {
 /// in again: a misconfigured user's every statement would otherwise cost the backend a failed
 /// login (which may lock the account under `FAILED_LOGIN_ATTEMPTS`, or block the proxy's host
 /// under `max_connect_errors`) and the log a line. A reload that changes the user's backend
-/// credentials makes a new pool, which tries at once.
+/// credentials makes a new pool, which tries at once. Idle connections the pool logged in
+/// before the refusal are still handed out meanwhile.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(5);
 
 impl Failures {
@@ -512,7 +513,11 @@ impl Pools {
         now: Instant,
     ) -> Result<Lease, Error> {
         if let Some(refusal) = pool.failures.recent_refusal(now) {
-            return Err(refusal);
+            // Only a checkout that would have to log in gets it: connections logged in before
+            // (a password changed on the server, an account at its connection limit) still serve.
+            if pool.inner.state().idle_connections == 0 {
+                return Err(refusal);
+            }
         }
         // Created before asking bb8, so that a connect failure announced while this checkout
         // waits is seen; creating it takes no lock, and it is only polled when bb8 has to wait.
