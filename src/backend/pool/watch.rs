@@ -164,7 +164,7 @@ impl Lease {
             return self.conn.send_after(framed, payload, limit).await;
         }
         let work = self.conn.send_after(framed, payload, limit);
-        watched(work, watch, &self.marks, mine, timeout).await
+        watched(work, watch, &self.marks, mine, timeout, Evidential::No).await
     }
 
     /// [`Lease::send_after`] with nothing framed before. Shadows [`Conn::send`] for leases.
@@ -182,7 +182,7 @@ impl Lease {
     ) -> Result<Option<bytes::Bytes>, Error> {
         let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
         let work = self.conn.sync_to(target, need_insert_id, limit);
-        watched(work, watch, &self.marks, mine, timeout).await
+        watched(work, watch, &self.marks, mine, timeout, Evidential::Yes).await
     }
 
     /// [`Conn::prepare`] within what [`Lease::watch`] set.
@@ -193,14 +193,14 @@ impl Lease {
     ) -> Result<Result<crate::protocol::prepare::Prepared, bytes::Bytes>, Error> {
         let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
         let work = self.conn.prepare(sql, limit);
-        watched(work, watch, &self.marks, mine, timeout).await
+        watched(work, watch, &self.marks, mine, timeout, Evidential::Yes).await
     }
 
     /// [`Conn::command_reply`] within what [`Lease::watch`] set.
     pub async fn command_reply(&mut self, payload: &[u8], timeout: Duration) -> Result<bytes::Bytes, Error> {
         let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
         let work = self.conn.command_reply(payload, limit);
-        watched(work, watch, &self.marks, mine, timeout).await
+        watched(work, watch, &self.marks, mine, timeout, Evidential::Yes).await
     }
 
     /// The whole wait allowed under the watch.
@@ -222,6 +222,16 @@ fn given_up(watch: Watch, marks: &Marks, mine: u64, waited: Duration) -> Option<
     }
 }
 
+/// Whether a watched wait's silence tells the monitor something about the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidential {
+    /// A wait for an answer: its silent slices count ([`Marks::silent_slice`], [`Waiting`]).
+    Yes,
+    /// A large send: it takes as long as the bytes take to go out, which on a slow link or
+    /// under a bulk load is no sign of a frozen server (the wait for its answer is watched).
+    No,
+}
+
 /// Runs `work` (already bounded by the watch's limit) and looks every [`RETIRE_CHECK`] whether
 /// the watch gives up on it; a timeout under a read's stall bound becomes [`Error::Stalled`].
 async fn watched<T>(
@@ -230,6 +240,7 @@ async fn watched<T>(
     marks: &Marks,
     mine: u64,
     timeout: Duration,
+    evidential: Evidential,
 ) -> Result<T, Error> {
     if watch == Watch::Off {
         return work.await;
@@ -250,12 +261,42 @@ async fn watched<T>(
             Ok(result) => return result,
             Err(_) => {
                 waited += RETIRE_CHECK;
-                unanswered.get_or_insert_with(|| marks.waiting());
-                marks.silent_slice(waited, RETIRE_CHECK);
+                if evidential == Evidential::Yes {
+                    unanswered.get_or_insert_with(|| marks.waiting());
+                    marks.silent_slice(waited, RETIRE_CHECK);
+                }
                 if let Some(given_up) = given_up(watch, marks, mine, waited) {
                     return Err(given_up);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait of `long` under a replica read's watch; what it leaves in the backend's marks,
+    /// and how many waits were unanswered while it ran.
+    async fn silence_of(evidential: Evidential, long: Duration) -> (u64, u32) {
+        let marks = Marks::default();
+        let work = async {
+            tokio::time::sleep(long).await;
+            Ok::<_, Error>(marks.waiting.load(Ordering::Relaxed))
+        };
+        let waiting =
+            watched(work, Watch::Read(Duration::from_secs(10)), &marks, 0, Duration::from_secs(60), evidential)
+                .await
+                .unwrap();
+        assert_eq!(marks.waiting.load(Ordering::Relaxed), 0, "the guard is gone with the wait");
+        (marks.silent.load(Ordering::Relaxed), waiting)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_send_is_no_evidence_but_a_slow_answer_is() {
+        let long = Duration::from_millis(700);
+        assert_eq!(silence_of(Evidential::Yes, long).await, (3, 1));
+        assert_eq!(silence_of(Evidential::No, long).await, (0, 0), "two bulk sends must not make a stall");
     }
 }
