@@ -158,7 +158,7 @@ fn pools(c: &mut Criterion) {
         let pool = pools.pool(&key(), node, user, &config.pool);
         match tokio::time::timeout(
             Duration::from_secs(3),
-            Pools::checkout(&pool, index, node.name(), timeout, true, std::time::Instant::now()),
+            Pools::checkout(&pool, node.name(), timeout, true, std::time::Instant::now()),
         )
         .await
         {
@@ -179,10 +179,9 @@ fn pools(c: &mut Criterion) {
                         let start = Instant::now();
                         for _ in 0..iters {
                             let pool = pools.pool(&key(), node, user, &config.pool);
-                            let lease =
-                                Pools::checkout(&pool, index, node.name(), timeout, true, std::time::Instant::now())
-                                    .await
-                                    .expect("checkout");
+                            let lease = Pools::checkout(&pool, node.name(), timeout, true, std::time::Instant::now())
+                                .await
+                                .expect("checkout");
                             black_box(&lease);
                         }
                         start.elapsed()

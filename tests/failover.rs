@@ -482,6 +482,12 @@ async fn renumbered() {
     let (index, name) = primary_name(&handle).expect("a primary");
     let before = cluster.ports.iter().position(|&p| p == cluster.primary).unwrap();
     assert_ne!(index.0, before, "the primary got another index ({name}); changes: {changes:?}");
+    // The held connection is shown on the primary, by its new index.
+    conn.query_drop("SELECT 1").await.unwrap();
+    let held = |h: &rwsplit::app::Handle, backend: &str| {
+        common::ops::metric(h, "rwsplit_pool_connections_held", &[("backend", backend), ("hold", "transaction")])
+    };
+    assert_eq!(held(&handle, &name), 1.0, "held on {name}: {:?}", handle.metrics_text());
 
     tokio::task::spawn_blocking(|| root_sql("PRIMARY", "SET GLOBAL read_only = 1")).await.unwrap();
     let h = &handle;

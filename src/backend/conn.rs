@@ -186,6 +186,16 @@ impl Conn {
         }
     }
 
+    /// The server's address this connection was made to (`None` once the socket can no longer
+    /// say, for example after a reset).
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.stream {
+            crate::protocol::stream::Stream::Plain(tcp) => tcp.peer_addr().ok(),
+            crate::protocol::stream::Stream::Tls(tls) => tls.get_ref().0.peer_addr().ok(),
+            crate::protocol::stream::Stream::Detached => None,
+        }
+    }
+
     /// Reads the values of [`HANDSHAKE_VARIABLES`] (one text-protocol `SELECT`).
     async fn handshake_values(
         &mut self,

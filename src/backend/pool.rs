@@ -211,8 +211,6 @@ impl bb8::ManageConnection for Manager {
 /// A checked-out backend connection; returns to its pool when dropped.
 pub struct Lease {
     conn: bb8::PooledConnection<'static, Manager>,
-    /// The backend it belongs to.
-    pub backend: BackendIndex,
     marks: Arc<Marks>,
     /// What a wait for the server gives up on (see [`Lease::watch`]).
     watch: Watch,
@@ -220,7 +218,7 @@ pub struct Lease {
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("backend", &self.backend).field("thread_id", &self.conn.thread_id()).finish()
+        f.debug_struct("Lease").field("backend", &self.backend()).field("thread_id", &self.conn.thread_id()).finish()
     }
 }
 
@@ -436,7 +434,7 @@ impl Pools {
             ),
             // Removed by the reload: nothing the monitor drains refers to it any more.
             None => (
-                Arc::new(Marks { stalls: self.stalls.clone(), ..Marks::default() }),
+                Arc::new(Marks { index: key.backend.0.into(), stalls: self.stalls.clone(), ..Marks::default() }),
                 Arc::default(),
                 Arc::new(Cap::new(per_backend)),
             ),
@@ -506,7 +504,6 @@ impl Pools {
     /// that right after a server died nothing is sent on a connection already known closed.
     pub async fn checkout(
         pool: &Pool,
-        backend: BackendIndex,
         name: &str,
         timeout: Duration,
         retryable: bool,
@@ -544,7 +541,7 @@ impl Pools {
                 continue;
             }
             conn.last_checkout = now;
-            return Ok(Lease { conn, backend, marks: pool.marks.clone(), watch: Watch::Off });
+            return Ok(Lease { conn, marks: pool.marks.clone(), watch: Watch::Off });
         }
         Err(Error::ConnectFailed(format!("backend {name}: every idle connection was closed by the server")))
     }
@@ -581,7 +578,9 @@ impl Pools {
     fn marks(&self, map: &mut Inner, backend: BackendIndex) -> Arc<Marks> {
         map.generations
             .entry(backend)
-            .or_insert_with(|| Arc::new(Marks { stalls: self.stalls.clone(), ..Marks::default() }))
+            .or_insert_with(|| {
+                Arc::new(Marks { index: backend.0.into(), stalls: self.stalls.clone(), ..Marks::default() })
+            })
             .clone()
     }
 
@@ -615,6 +614,9 @@ impl Pools {
         map.layout = layout(backends);
         let to = |b: &BackendIndex| new_index.get(b.0).copied().flatten().map(BackendIndex);
         map.generations = map.generations.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
+        for (b, marks) in &map.generations {
+            marks.index.store(b.0, Ordering::Relaxed);
+        }
         map.prepared = map.prepared.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.caps = map.caps.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.user_caps = map.user_caps.drain().filter_map(|((b, u), v)| Some(((to(&b)?, u), v))).collect();
@@ -689,7 +691,7 @@ impl Pools {
                     counts.ok.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(err) => {
-                    tracing::debug!(backend = lease.backend.0, error = %err, "resetting a returned connection failed");
+                    tracing::debug!(backend = lease.backend().0, error = %err, "resetting a returned connection failed");
                     lease.broken = true;
                     counts.failed.fetch_add(1, Ordering::Relaxed);
                 }

@@ -47,7 +47,7 @@ impl Binding {
 
     /// The held connection's backend and why it is held (`SHOW CLIENTS`).
     pub(super) fn seen(&self) -> Option<(BackendIndex, Hold)> {
-        self.held.as_ref().map(|(lease, hold)| (lease.backend, *hold))
+        self.held.as_ref().map(|(lease, hold)| (lease.backend(), *hold))
     }
 
     /// Why the session is pinned (empty when it is not).

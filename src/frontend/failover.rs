@@ -56,7 +56,7 @@ impl Session {
             return None;
         }
         let in_transaction = self.status & STATUS_IN_TRANS != 0;
-        tracing::warn!(backend = lease.backend.0, in_transaction, "held backend connection retired by a failover");
+        tracing::warn!(backend = lease.backend().0, in_transaction, "held backend connection retired by a failover");
         Some(self.held_connection_lost(seq, config).await)
     }
 

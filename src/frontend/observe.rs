@@ -97,7 +97,7 @@ pub(super) async fn checkout(
     retryable: bool,
 ) -> Result<Lease, backend::Error> {
     let started = Instant::now();
-    let result = Pools::checkout(pool, index, name, timeout, retryable, started).await;
+    let result = Pools::checkout(pool, name, timeout, retryable, started).await;
     let outcome = match &result {
         Ok(_) => Checkout::Ok,
         Err(backend::Error::CheckoutTimeout { .. }) => Checkout::Timeout,

@@ -172,8 +172,8 @@ impl Session {
             // down; a statement on the primary is given up only when another primary is elected;
             // anything else on a held connection waits out query_timeout. A write held for a
             // failover got its connection from a primary elected after this statement's snapshot.
-            let on_primary = topology.primary == Some(lease.backend)
-                || (route.target != Target::Replica && self.shared.topology.load().primary == Some(lease.backend));
+            let on_primary = topology.primary == Some(lease.backend())
+                || (route.target != Target::Replica && self.shared.topology.load().primary == Some(lease.backend()));
             let watch = if on_primary {
                 Watch::Primary
             } else if matches!(route.target, Target::Replica | Target::Backend(_)) {
@@ -193,14 +193,14 @@ impl Session {
                 Err(err) => {
                     lease.broken = true;
                     if route.target == Target::Replica && excluded.is_none() {
-                        mark_down(&topology, lease.backend);
-                        excluded = Some(lease.backend);
+                        mark_down(&topology, lease.backend());
+                        excluded = Some(lease.backend());
                         continue;
                     }
                     return self.lost(&err, exec.seq.wrapping_add(1), config).await;
                 }
             }
-            self.slot.set_running(Some((lease.backend.0, lease.thread_id())));
+            self.slot.set_running(Some((lease.backend().0, lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
             // Every result set of a CALL is followed by at least its closing OK.
             tracker.expect_more_results(stmt.kind == Kind::Call);
@@ -248,7 +248,7 @@ impl Session {
                         Work::Prepare(_) => super::commands::NO_STATEMENT,
                         Work::Forward(_) => stmt,
                     };
-                    rec.done(&topology, lease.backend, &outcome);
+                    rec.done(&topology, lease.backend(), &outcome);
                     if !matches!(exec.work, Work::Prepare(_)) {
                         self.previous.record(&effect, sql_of(&exec), &outcome);
                         self.sequences.record(&effect, sql_of(&exec), outcome.error.is_none());
@@ -277,14 +277,14 @@ impl Session {
                         && excluded.is_none()
                         && config.routing.retry_reads;
                     if retry {
-                        tracing::warn!(backend = %lease.backend.0, error = %err, "read failed before any result; retrying elsewhere");
-                        mark_down(&topology, lease.backend);
-                        excluded = Some(lease.backend);
+                        tracing::warn!(backend = %lease.backend().0, error = %err, "read failed before any result; retrying elsewhere");
+                        mark_down(&topology, lease.backend());
+                        excluded = Some(lease.backend());
                         continue;
                     }
                     let seq = tracker.next_seq();
                     if let Some(outcome) =
-                        self.lost_primary(&err, route.target, lease.backend, &topology, seq, config).await
+                        self.lost_primary(&err, route.target, lease.backend(), &topology, seq, config).await
                     {
                         return outcome;
                     }

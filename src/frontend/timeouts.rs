@@ -46,10 +46,13 @@ impl Session {
             return None;
         }
         lease.broken = true;
-        let backend = lease.backend;
-        let alive = match topology.node(backend) {
-            Some(node) => listens(&node.config.host, node.config.port).await,
-            None => true,
+        let backend = lease.backend();
+        // The address the connection was made to: after a reload that renumbered the backends
+        // the lease's index may name another server, and a host name may resolve elsewhere now.
+        let alive = match (lease.peer_addr(), topology.node(backend)) {
+            (Some(addr), _) => listens(addr).await,
+            (None, Some(node)) => listens((node.config.host.as_str(), node.config.port)).await,
+            (None, None) => true,
         };
         if !alive {
             tracing::warn!(
@@ -72,9 +75,9 @@ impl Session {
 /// before it counts as gone.
 const GONE_AFTER: Duration = Duration::from_millis(200);
 
-/// True when something accepts TCP connections on `host:port` within [`GONE_AFTER`].
-async fn listens(host: &str, port: u16) -> bool {
-    matches!(tokio::time::timeout(GONE_AFTER, tokio::net::TcpStream::connect((host, port))).await, Ok(Ok(_)))
+/// True when something accepts TCP connections on `addr` (its name resolved) within [`GONE_AFTER`].
+async fn listens(addr: impl tokio::net::ToSocketAddrs) -> bool {
+    matches!(tokio::time::timeout(GONE_AFTER, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
 }
 
 #[cfg(test)]

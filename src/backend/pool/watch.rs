@@ -2,17 +2,20 @@
 //! monitor about each backend ([`Marks`], [`Evidence`]): the lease methods that wait for a server
 //! run here, under the lease's watch.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Error, Lease};
+use super::{BackendIndex, Error, Lease};
 use crate::protocol::packet::within;
 
 /// A backend's generation, its last demotion and what the data path saw of it, shared by its
 /// pools and their leases.
 #[derive(Debug, Default)]
 pub(super) struct Marks {
+    /// The backend's index in the running backend list; a reload that renumbers the backends
+    /// moves it ([`Pools::reindex`]), so that leases held across it keep naming their server.
+    pub(super) index: AtomicUsize,
     /// Bumped by every [`Pools::drain`].
     pub(super) generation: AtomicU64,
     /// The generation [`Pools::demote`] set when the backend last stopped being the primary (0 =
@@ -107,6 +110,11 @@ const SMALL_SEND: usize = 16 << 10;
 pub const STALLED_WAITS: u32 = 2;
 
 impl Lease {
+    /// The backend it belongs to, by its index in the running backend list.
+    pub fn backend(&self) -> BackendIndex {
+        BackendIndex(self.marks.index.load(Ordering::Relaxed))
+    }
+
     /// True when the backend's pools were drained after this connection was made (failover,
     /// backend down): whatever the session kept on it (a transaction, pinned state) is gone.
     pub fn is_retired(&self) -> bool {
