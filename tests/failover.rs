@@ -460,15 +460,24 @@ async fn a_reload_that_renumbers_backends_keeps_failover_reaching_held_connectio
     with_cleanup(renumbered(), undo).await;
 }
 
-async fn renumbered() {
+/// A proxy started from a config file (so that it can be reloaded) with the cluster's backends;
+/// its text, and client options for a fresh database named after `tag`.
+async fn reloadable(
+    tag: &str,
+) -> (Cluster, String, common::ops::ConfigFile, rwsplit::app::Handle, mysql_async::OptsBuilder) {
     restore_cluster().await;
     let cluster = Cluster::shared().await;
     let text = common::ops::config_text(&cluster, &[], &[], "");
-    let file = common::ops::ConfigFile::new("renumber", &text);
+    let file = common::ops::ConfigFile::new(tag, &text);
     let handle = common::ops::start_from(&file, false).await;
     let opts = mysql_async::OptsBuilder::from_opts(common::direct_opts(handle.mysql_addr().port(), None));
-    let db = fresh_db(&cluster, "renumber").await;
-    let mut conn = Conn::new(opts.db_name(Some(db.clone()))).await.unwrap();
+    let db = fresh_db(&cluster, tag).await;
+    (cluster, text, file, handle, opts.db_name(Some(db)))
+}
+
+async fn renumbered() {
+    let (cluster, text, file, handle, opts) = reloadable("renumber").await;
+    let mut conn = Conn::new(opts).await.unwrap();
     conn.query_drop("CREATE TABLE t (id INT PRIMARY KEY)").await.unwrap();
     conn.query_drop("BEGIN").await.unwrap();
     conn.query_drop("INSERT INTO t VALUES (1)").await.unwrap();
@@ -516,14 +525,7 @@ fn rotated(text: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reload_that_renumbers_backends_under_traffic_keeps_each_index_on_its_server() {
     let _serial = faults::SERIAL.lock().await;
-    restore_cluster().await;
-    let cluster = Cluster::shared().await;
-    let text = common::ops::config_text(&cluster, &[], &[], "");
-    let file = common::ops::ConfigFile::new("renumber-traffic", &text);
-    let handle = common::ops::start_from(&file, false).await;
-    let opts = mysql_async::OptsBuilder::from_opts(common::direct_opts(handle.mysql_addr().port(), None));
-    let db = fresh_db(&cluster, "renumber_traffic").await;
-    let opts = opts.db_name(Some(db.clone()));
+    let (cluster, text, file, handle, opts) = reloadable("renumber_traffic").await;
     let mut writer = Conn::new(opts.clone()).await.unwrap();
     writer.query_drop("CREATE TABLE t (id INT AUTO_INCREMENT PRIMARY KEY)").await.unwrap();
 

@@ -210,7 +210,15 @@ async fn a_refused_login_does_not_hide_connections_already_logged_in() {
     primary.query_drop(format!("ALTER USER '{account}'@'%' IDENTIFIED BY 'after'")).await.unwrap();
     a.query_drop("BEGIN").await.unwrap();
     a.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
-    let err = b.query_drop("INSERT INTO t VALUES (3)").await.expect_err("a new login is refused");
+    let Err(err) = b.query_drop("INSERT INTO t VALUES (3)").await else {
+        let metrics = proxy.handle.metrics_text().unwrap_or_default();
+        let pools: Vec<&str> = metrics.lines().filter(|l| l.starts_with("rwsplit_pool_connections{")).collect();
+        let logins: Vec<(String, u64)> = primary
+            .query(format!("SELECT user, id FROM information_schema.processlist WHERE user = '{account}'"))
+            .await
+            .unwrap();
+        panic!("a new login was not refused; pools {pools:?}, the account's connections on the primary {logins:?}");
+    };
     assert_eq!(server_error(&err).0, 1045, "{err}");
     a.query_drop("COMMIT").await.unwrap();
     for id in 4..8 {
