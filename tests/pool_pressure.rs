@@ -181,9 +181,9 @@ async fn pinned_connections_show_per_backend_and_pool_user_until_the_pin_ends() 
 
 /// The server refuses a new login of a pool's account (its password was changed on the server;
 /// the same holds for a host blocked or an account at its connection limit) while the pool still
-/// has a connection logged in from before. The refusal is remembered so that statements do not
-/// each cost a failed login, but only for checkouts that would have to log in: once the
-/// connection in use is back, the next statement runs on it instead of getting the refusal.
+/// has connections logged in from before. The refusal is remembered so that statements do not
+/// each cost a failed login, but only for checkouts that would have to log in: once a connection
+/// in use is back, the next statement runs on it instead of getting the refusal.
 #[tokio::test]
 async fn a_refused_login_does_not_hide_connections_already_logged_in() {
     let cluster = Cluster::shared().await;
@@ -203,28 +203,42 @@ async fn a_refused_login_does_not_hide_connections_already_logged_in() {
     config.users.push(user);
     let proxy = TestProxy::start_with(cluster.clone(), config).await;
     let opts = OptsBuilder::from_opts(proxy.opts(Some(&db))).user(Some("rotating")).pass(Some("client"));
-    let (mut a, mut b) = (Conn::new(opts.clone()).await.unwrap(), Conn::new(opts).await.unwrap());
-    a.query_drop("INSERT INTO t VALUES (1)").await.expect("the pool logs in with the old password");
-
-    // Rotated on the server only: the connection logged in before stays usable.
-    primary.query_drop(format!("ALTER USER '{account}'@'%' IDENTIFIED BY 'after'")).await.unwrap();
-    a.query_drop("BEGIN").await.unwrap();
-    a.query_drop("INSERT INTO t VALUES (2)").await.unwrap();
-    let Err(err) = b.query_drop("INSERT INTO t VALUES (3)").await else {
-        let metrics = proxy.handle.metrics_text().unwrap_or_default();
-        let pools: Vec<&str> = metrics.lines().filter(|l| l.starts_with("rwsplit_pool_connections{")).collect();
-        let logins: Vec<(String, u64)> = primary
-            .query(format!("SELECT user, id FROM information_schema.processlist WHERE user = '{account}'"))
-            .await
-            .unwrap();
-        panic!("a new login was not refused; pools {pools:?}, the account's connections on the primary {logins:?}");
-    };
-    assert_eq!(server_error(&err).0, 1045, "{err}");
-    a.query_drop("COMMIT").await.unwrap();
-    for id in 4..8 {
-        b.query_drop(format!("INSERT INTO t VALUES ({id})")).await.expect("the connection logged in before serves it");
+    // Every client connects before the rotation (a client's own login needs no backend).
+    let mut clients = Vec::new();
+    for _ in 0..6 {
+        clients.push(Conn::new(opts.clone()).await.unwrap());
     }
-    let ids: Vec<i32> = b.query("/* rwsplit:primary */ SELECT id FROM t ORDER BY id").await.unwrap();
-    assert_eq!(ids, [1, 2, 4, 5, 6, 7]);
+    let mut b = clients.pop().unwrap();
+    b.query_drop("INSERT INTO t VALUES (1)").await.expect("the pool logs in with the old password");
+
+    // Rotated on the server only: the connections logged in before stay usable. Other clients
+    // hold them in transactions until a statement of `b` needs a new login, which is refused.
+    primary.query_drop(format!("ALTER USER '{account}'@'%' IDENTIFIED BY 'after'")).await.unwrap();
+    let mut holders = Vec::new();
+    let mut id = 2;
+    loop {
+        match b.query_drop(format!("INSERT INTO t VALUES ({id})")).await {
+            Ok(()) => {
+                let mut holder = clients.pop().expect("a few connections logged in before the rotation");
+                holder.query_drop("BEGIN").await.unwrap();
+                holder.query_drop(format!("INSERT INTO t VALUES ({})", 100 + id)).await.unwrap();
+                holders.push(holder);
+                id += 1;
+            }
+            Err(err) => {
+                assert_eq!(server_error(&err).0, 1045, "a new login is refused: {err}");
+                break;
+            }
+        }
+    }
+    holders[0].query_drop("COMMIT").await.unwrap();
+    for id in 1000..1004 {
+        b.query_drop(format!("INSERT INTO t VALUES ({id})")).await.expect("a connection logged in before serves it");
+    }
+    let n: Option<u64> = primary.query_first(format!("SELECT COUNT(*) FROM `{db}`.t WHERE id >= 1000")).await.unwrap();
+    assert_eq!(n, Some(4));
+    for mut holder in holders {
+        holder.query_drop("ROLLBACK").await.unwrap();
+    }
     primary.query_drop(format!("DROP USER '{account}'@'%'")).await.unwrap();
 }
