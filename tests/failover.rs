@@ -506,6 +506,53 @@ async fn renumbered() {
     assert_eq!(code, 1213, "the held connection was retired with the former primary: {message}");
 }
 
+/// `KILL QUERY` for a statement that started before a reload renumbered the backends reaches
+/// the server it runs on. (Before, the session recorded the backend's index, which named
+/// another server after the reload: the statement ran on.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_query_reaches_a_statement_across_a_renumbering() {
+    let _serial = faults::SERIAL.lock().await;
+    let (cluster, text, file, handle, opts) = reloadable("renumber_kill").await;
+    let mut sleeper = Conn::new(opts.clone()).await.unwrap();
+    let id = sleeper.id();
+    let sleeping = tokio::spawn(async move {
+        let result = sleeper.query_first::<i64, _>("SELECT SLEEP(10)").await;
+        (Instant::now(), result)
+    });
+    let ports = cluster.ports.clone();
+    let running = eventually(Duration::from_secs(10), move || {
+        let ports = ports.clone();
+        async move {
+            for port in ports {
+                let mut c = direct(port).await;
+                let n: Option<u64> = c
+                    .query_first("SELECT COUNT(*) FROM information_schema.processlist WHERE info = 'SELECT SLEEP(10)'")
+                    .await
+                    .unwrap();
+                if n.unwrap_or(0) > 0 {
+                    return true;
+                }
+            }
+            false
+        }
+    })
+    .await;
+    assert!(running, "the statement runs");
+    file.replace(&rotated(&text));
+    let _changes = handle.reload().await.expect("the reload is accepted");
+
+    let mut killer = Conn::new(opts).await.unwrap();
+    let killed_at = Instant::now();
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (returned_at, result) = sleeping.await.unwrap();
+    let took = returned_at.saturating_duration_since(killed_at);
+    assert!(took < Duration::from_secs(2), "SLEEP(10) returned {took:?} after KILL QUERY");
+    match result {
+        Ok(v) => assert_eq!(v, Some(1), "an interrupted SLEEP returns 1"),
+        Err(e) => assert_eq!(server_error(&e).0, 1317),
+    }
+}
+
 /// `text` with the same backends rotated by one place: every index changes.
 fn rotated(text: &str) -> String {
     let (head, rest) = text.split_once("[[backends]]").unwrap();

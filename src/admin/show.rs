@@ -132,7 +132,11 @@ pub fn clients(shared: &Shared) -> Table {
         "statements",
     ]);
     for c in shared.ops.clients.list() {
-        let backend = c.backend.map(|b| topology.node(b).map_or_else(|| format!("#{}", b.0), |n| n.name().to_owned()));
+        let backend = c.backend.map(|b| match topology.node(b) {
+            Some(node) => node.name().to_owned(),
+            None if b == crate::backend::REMOVED => "(removed)".to_owned(),
+            None => format!("#{}", b.0),
+        });
         table.push(vec![
             text(c.id),
             text(&c.user),

@@ -150,8 +150,11 @@ pub(super) fn apply(shared: &Shared, old: &Config, new: Config) -> Vec<String> {
     let new_index: Vec<Option<usize>> =
         old.backends.iter().map(|o| new.backends.iter().position(|b| key(b) == key(o))).collect();
     let backends = new.backends.clone();
-    shared.config.store(Arc::new(new));
+    // Before the swap: sessions still routing by the old topology must find the pools already
+    // numbered the new way (they get pools of their own for servers that moved), and the monitor
+    // must not see the new list before the pools follow it.
     shared.pools.reindex(&new_index, &backends);
+    shared.config.store(Arc::new(new));
     if old.backends != backends {
         // Wakes the monitor, which follows the new list before anything else: until it
         // publishes the renumbered topology, sessions routing by the old one get pools of their own.

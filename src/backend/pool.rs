@@ -148,6 +148,12 @@ impl bb8::ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Box<Conn>, Error> {
+        // Checkouts that passed the refusal check together (an idle connection was there for
+        // one of them), or bb8 refilling `min_idle`: no login while the refusal is remembered.
+        if let Some(refusal) = self.failures.recent_refusal(Instant::now()) {
+            self.failures.announce(&refusal);
+            return Err(refusal);
+        }
         let mut permits = Vec::with_capacity(self.caps.len());
         for cap in &self.caps {
             match cap.acquire(self.pool_id, self.checkout_timeout).await {
@@ -365,9 +371,17 @@ struct Inner {
     /// empty until [`Pools::set_layout`] (then every caller's node is taken as current).
     layout: Vec<(BackendId, String, u16)>,
     next_pool_id: u64,
+    /// The last [`Marks::uid`] given.
+    last_uid: u32,
 }
 
 impl Inner {
+    /// A fresh [`Marks::uid`].
+    fn uid(&mut self) -> u32 {
+        self.last_uid = self.last_uid.checked_add(1).unwrap_or(1);
+        self.last_uid
+    }
+
     /// Where `backend` is in the running layout.
     fn place_of(&self, backend: &BackendConfig, asked: BackendIndex) -> Option<BackendIndex> {
         if self.layout.is_empty() {
@@ -382,6 +396,20 @@ impl Inner {
         (0..self.layout.len()).find(|&i| at(i)).map(BackendIndex)
     }
 }
+
+/// A backend's name and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    /// `[[backends]] name`.
+    pub name: String,
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+/// The index of a backend a reload removed, in leases still holding one of its connections.
+pub const REMOVED: BackendIndex = BackendIndex(usize::MAX);
 
 fn layout(backends: &[BackendConfig]) -> Vec<(BackendId, String, u16)> {
     backends.iter().map(|b| (b.name.clone(), b.host.clone(), b.port)).collect()
@@ -434,7 +462,12 @@ impl Pools {
             ),
             // Removed by the reload: nothing the monitor drains refers to it any more.
             None => (
-                Arc::new(Marks { index: key.backend.0.into(), stalls: self.stalls.clone(), ..Marks::default() }),
+                Arc::new(Marks {
+                    index: REMOVED.0.into(),
+                    uid: map.uid(),
+                    stalls: self.stalls.clone(),
+                    ..Marks::default()
+                }),
                 Arc::default(),
                 Arc::new(Cap::new(per_backend)),
             ),
@@ -576,12 +609,26 @@ impl Pools {
     }
 
     fn marks(&self, map: &mut Inner, backend: BackendIndex) -> Arc<Marks> {
-        map.generations
-            .entry(backend)
-            .or_insert_with(|| {
-                Arc::new(Marks { index: backend.0.into(), stalls: self.stalls.clone(), ..Marks::default() })
-            })
-            .clone()
+        if let Some(marks) = map.generations.get(&backend) {
+            return marks.clone();
+        }
+        let marks = Arc::new(Marks {
+            index: backend.0.into(),
+            uid: map.uid(),
+            stalls: self.stalls.clone(),
+            ..Marks::default()
+        });
+        map.generations.insert(backend, marks.clone());
+        marks
+    }
+
+    /// The address and name of the backend with id `uid` ([`Lease::server`]); `None` once a
+    /// reload removed it.
+    pub fn server(&self, uid: u32) -> Option<Server> {
+        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (index, _) = map.generations.iter().find(|(_, marks)| marks.uid == uid)?;
+        let (name, host, port) = map.layout.get(index.0)?;
+        Some(Server { name: name.to_string(), host: host.clone(), port: *port })
     }
 
     fn retire(&self, backend: BackendIndex, demoted: bool) {
@@ -609,17 +656,40 @@ impl Pools {
     /// and evidence at an index keep meaning the backend there, also for connections sessions
     /// still hold. A removed backend's entries go (connections still held keep theirs); a new
     /// one gets fresh entries on first use. Pools themselves are left to [`Pools::forget`].
+    ///
+    /// Under the same lock, the pools of every backend whose index changes are forgotten, so
+    /// that no session finds one at an index that now means another server, and the layout
+    /// [`Pools::pool`] checks callers' nodes against becomes `backends`.
     pub fn reindex(&self, new_index: &[Option<usize>], backends: &[BackendConfig]) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.layout = layout(backends);
+        map.pools.retain(|key, pool| {
+            let keep = new_index.get(key.backend.0).is_none_or(|to| *to == Some(key.backend.0));
+            if !keep {
+                pool.mark_forgotten();
+            }
+            keep
+        });
         let to = |b: &BackendIndex| new_index.get(b.0).copied().flatten().map(BackendIndex);
-        map.generations = map.generations.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
+        let (kept, removed): (Vec<_>, Vec<_>) = map.generations.drain().partition(|(b, _)| to(b).is_some());
+        map.generations = kept.into_iter().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         for (b, marks) in &map.generations {
             marks.index.store(b.0, Ordering::Relaxed);
+        }
+        for (old, marks) in removed {
+            marks.index.store(REMOVED.0, Ordering::Relaxed);
+            tracing::debug!(backend = old.0, "a removed backend's held connections keep their own marks");
         }
         map.prepared = map.prepared.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.caps = map.caps.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.user_caps = map.user_caps.drain().filter_map(|((b, u), v)| Some(((to(&b)?, u), v))).collect();
+    }
+
+    /// Where the pools number `backend`, which the caller knows at `index` (the monitor's
+    /// topology may still follow the backend list from before a reload); `None` when it is not
+    /// listed any more.
+    pub fn place(&self, backend: &BackendConfig, index: BackendIndex) -> Option<BackendIndex> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).place_of(backend, index)
     }
 
     /// Records the backend list pools are numbered by (at startup; reloads use [`Pools::reindex`]).
@@ -749,11 +819,16 @@ mod tests {
         let b_at_1 = pools.pool(&key(1), &old.nodes[1], user, &config.pool);
         assert!(Arc::ptr_eq(&b_at_1, &pools.pool(&key(1), &old.nodes[1], user, &config.pool)));
 
+        let b_id = b_at_1.marks.uid;
+        assert_eq!(pools.server(b_id).map(|s| s.port), Some(2));
+
         // The two swap places.
         let mut swapped = config.backends.clone();
         swapped.reverse();
         pools.reindex(&[Some(1), Some(0)], &swapped);
-        pools.forget(|_| true);
+        assert!(b_at_1.is_forgotten(), "the pool at an index that changed is forgotten with the renumbering");
+        assert_eq!(b_at_1.marks.index.load(Ordering::Relaxed), 0, "its connections follow b to index 0");
+        assert_eq!(pools.server(b_id).map(|s| s.port), Some(2), "b's id still names b");
         let stale = pools.pool(&key(1), &old.nodes[1], user, &config.pool);
         assert!(stale.is_forgotten(), "b, asked for at its old index, is not kept there");
         assert!(pools.list().is_empty(), "nothing is left at index 1 for a");
@@ -777,8 +852,13 @@ mod tests {
             let mut map = pools.inner.lock().unwrap();
             pools.marks(&mut map, BackendIndex(0))
         };
+        let removed = {
+            let mut map = pools.inner.lock().unwrap();
+            pools.marks(&mut map, BackendIndex(2))
+        };
         // Backends 0 and 1 swap places, 2 is removed, a new one takes index 2.
         pools.reindex(&[Some(1), Some(0), None], &[]);
+        assert_eq!(removed.index.load(Ordering::Relaxed), REMOVED.0, "held connections of 2 name no backend");
         assert_eq!((generation(&pools, 0), generation(&pools, 1)), (1, 2));
         assert_eq!(generation(&pools, 2), 0, "a new backend starts afresh");
         // A drain of the first backend at its new index reaches connections held from before.

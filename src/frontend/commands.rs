@@ -326,40 +326,37 @@ impl Session {
         if !request.query_only {
             target.kill();
         }
-        if let Some((backend, thread)) = target.running() {
-            let topology = self.shared.topology.load_full();
-            if let Some(node) = topology.nodes.get(backend) {
-                let user = &self.login.user;
-                let params = ConnectParams {
-                    host: &node.config.host,
-                    port: node.config.port,
-                    user: user.backend_user(),
-                    password: user.backend_password().unwrap_or_default(),
-                    database: None,
-                    collation: self.login.collation,
-                    extra_capabilities: CapabilityFlags::empty(),
-                    extended: 0,
-                    connect_timeout: config.pool.connect_timeout,
-                    max_prepared: 1,
-                    tls: self.shared.pools.tls(),
-                };
-                let sql = format!("\x03KILL QUERY {thread}");
-                let killed = async {
-                    let mut conn = crate::backend::Conn::connect(&params).await?;
-                    let reply = conn.command_reply(sql.as_bytes(), config.pool.connect_timeout).await?;
-                    conn.close().await;
-                    Ok::<_, crate::backend::Error>(reply)
-                };
-                match killed.await {
-                    Ok(reply) if reply.first() == Some(&okerr::ERR_HEADER) => {
-                        tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
-                    }
-                    Ok(_) => {}
-                    Err(err) => {
-                        return Err(ClientError::checkout_failed(node.name(), self.login.user.name.as_str(), &err))
-                    }
-                }
+        // The server the statement runs on, by the id its pools gave it: an index could name
+        // another server after a reload that renumbered the backends.
+        let running = target.running().and_then(|(server, thread)| Some((self.shared.pools.server(server)?, thread)));
+        let Some((server, thread)) = running else { return Ok(()) };
+        let user = &self.login.user;
+        let params = ConnectParams {
+            host: &server.host,
+            port: server.port,
+            user: user.backend_user(),
+            password: user.backend_password().unwrap_or_default(),
+            database: None,
+            collation: self.login.collation,
+            extra_capabilities: CapabilityFlags::empty(),
+            extended: 0,
+            connect_timeout: config.pool.connect_timeout,
+            max_prepared: 1,
+            tls: self.shared.pools.tls(),
+        };
+        let sql = format!("\x03KILL QUERY {thread}");
+        let killed = async {
+            let mut conn = crate::backend::Conn::connect(&params).await?;
+            let reply = conn.command_reply(sql.as_bytes(), config.pool.connect_timeout).await?;
+            conn.close().await;
+            Ok::<_, crate::backend::Error>(reply)
+        };
+        match killed.await {
+            Ok(reply) if reply.first() == Some(&okerr::ERR_HEADER) => {
+                tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
             }
+            Ok(_) => {}
+            Err(err) => return Err(ClientError::checkout_failed(&server.name, user.name.as_str(), &err)),
         }
         Ok(())
     }

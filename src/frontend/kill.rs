@@ -22,8 +22,8 @@ use crate::classify::{classify_all, Kind, SqlMode};
 pub struct Slot {
     /// The session's proxy user.
     pub user: String,
-    /// Backend index + 1 in the high half and thread id in the low half while a statement runs
-    /// (or a connection is held); 0 when the session holds no backend connection.
+    /// The serving backend's id ([`crate::backend::Lease::server`], never 0) in the high half
+    /// and the thread id in the low half while a statement runs; 0 when none runs.
     running: AtomicU64,
     killed: AtomicBool,
     /// Woken when the session is killed.
@@ -31,17 +31,17 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Records the backend thread now serving the session (`None`: none).
-    pub fn set_running(&self, at: Option<(usize, u32)>) {
-        let packed = at.map_or(0, |(backend, thread)| ((backend as u64 + 1) << 32) | u64::from(thread));
+    /// Records the backend (by its id) and thread now serving the session (`None`: none).
+    pub fn set_running(&self, at: Option<(u32, u32)>) {
+        let packed = at.map_or(0, |(server, thread)| (u64::from(server) << 32) | u64::from(thread));
         self.running.store(packed, Ordering::Relaxed);
     }
 
-    /// The backend index and thread id serving the session, if any.
-    pub fn running(&self) -> Option<(usize, u32)> {
+    /// The backend id and thread id serving the session, if any.
+    pub fn running(&self) -> Option<(u32, u32)> {
         let packed = self.running.load(Ordering::Relaxed);
-        let backend = (packed >> 32) as usize;
-        (backend != 0).then(|| (backend - 1, packed as u32))
+        let server = (packed >> 32) as u32;
+        (server != 0).then_some((server, packed as u32))
     }
 
     /// True once `KILL CONNECTION` targeted this session.
@@ -239,8 +239,8 @@ mod tests {
         let r = Registry::default();
         let slot = r.register(ConnId(3), "app");
         assert_eq!(slot.running(), None);
-        slot.set_running(Some((0, 77)));
-        assert_eq!(slot.running(), Some((0, 77)));
+        slot.set_running(Some((1, 77)));
+        assert_eq!(slot.running(), Some((1, 77)));
         slot.set_running(None);
         assert_eq!(slot.running(), None);
         assert!(r.get(3).is_some());

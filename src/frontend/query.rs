@@ -200,7 +200,7 @@ impl Session {
                     return self.lost(&err, exec.seq.wrapping_add(1), config).await;
                 }
             }
-            self.slot.set_running(Some((lease.backend().0, lease.thread_id())));
+            self.slot.set_running(Some((lease.server(), lease.thread_id())));
             let mut tracker = Tracker::new(exec.expect, self.framing(), exec.seq, self.status);
             // Every result set of a CALL is followed by at least its closing OK.
             tracker.expect_more_results(stmt.kind == Kind::Call);

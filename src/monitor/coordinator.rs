@@ -159,7 +159,7 @@ impl Coordinator {
             Kind::Full(Err(error)) if weight == Weight::Decisive => {
                 if self.trackers[i].record_corroborated_failure(thresholds) == Some(false) {
                     tracing::warn!(backend = %name, error = %error, "backend down: its probe failed and statements wait on it without an answer");
-                    self.host.pools().drain(report.index);
+                    self.drain(report.index);
                 }
             }
             Kind::Full(result) => {
@@ -167,7 +167,7 @@ impl Coordinator {
                 match self.trackers[i].record(result.ok(), report.at, thresholds) {
                     Some(false) => {
                         tracing::warn!(backend = %name, error = error.as_deref().unwrap_or(""), "backend down");
-                        self.host.pools().drain(report.index);
+                        self.drain(report.index);
                     }
                     Some(true) => tracing::info!(backend = %name, "backend up"),
                     None => {
@@ -199,9 +199,11 @@ impl Coordinator {
     fn observe_data_path(&mut self) -> bool {
         let now = Instant::now();
         let mut changed = false;
+        let pools = self.host.pools();
         for (node, tracker) in self.topology.nodes.iter().zip(&mut self.trackers) {
             let was = tracker.data_path_stalled();
-            tracker.observe_data_path(self.host.pools().evidence(node.index), now);
+            let evidence = pools.place(&node.config, node.index).map(|at| pools.evidence(at)).unwrap_or_default();
+            tracker.observe_data_path(evidence, now);
             changed |= tracker.data_path_stalled() != was;
         }
         changed
@@ -290,14 +292,14 @@ impl Coordinator {
         };
         tracing::warn!(old = %name(self.topology.primary), new = %name(primary), "primary changed");
         if let Some(old) = self.topology.primary {
-            self.host.pools().drain(old);
+            self.drain(old);
         }
         if primary.is_some() && primary != self.last_primary {
             self.host.topology().count_failover();
             // Statements still waiting on the former primary give up only now that another one
             // is elected: one merely marked down keeps them (it may only be slow, or frozen with
             // nobody to replace it, and they complete when it answers again).
-            if let Some(former) = self.last_primary {
+            if let Some(former) = self.last_primary.and_then(|i| self.pools_index(i)) {
                 self.host.pools().demote(former);
             }
             self.last_primary = primary;
@@ -345,6 +347,20 @@ impl Coordinator {
         self.fast_until = Some(now + NUDGE_WINDOW);
         if !recent {
             self.cadence.send_modify(|c| c.probe_now = c.probe_now.wrapping_add(1));
+        }
+    }
+
+    /// Where the pools number the backend at `index` of this topology: the same, except
+    /// between a reload's renumbering of the pools and this coordinator following it.
+    fn pools_index(&self, index: BackendIndex) -> Option<BackendIndex> {
+        let node = self.topology.node(index)?;
+        self.host.pools().place(&node.config, index)
+    }
+
+    /// Drains the backend at `index` of this topology (see [`crate::backend::Pools::drain`]).
+    fn drain(&self, index: BackendIndex) {
+        if let Some(at) = self.pools_index(index) {
+            self.host.pools().drain(at);
         }
     }
 

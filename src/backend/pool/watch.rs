@@ -16,6 +16,9 @@ pub(super) struct Marks {
     /// The backend's index in the running backend list; a reload that renumbers the backends
     /// moves it ([`Pools::reindex`]), so that leases held across it keep naming their server.
     pub(super) index: AtomicUsize,
+    /// The backend's id for `KILL QUERY` ([`Lease::server`]), unique among the pools' backends
+    /// and never 0; it stays with the backend when a reload renumbers the list.
+    pub(super) uid: u32,
     /// Bumped by every [`Pools::drain`].
     pub(super) generation: AtomicU64,
     /// The generation [`Pools::demote`] set when the backend last stopped being the primary (0 =
@@ -110,9 +113,16 @@ const SMALL_SEND: usize = 16 << 10;
 pub const STALLED_WAITS: u32 = 2;
 
 impl Lease {
-    /// The backend it belongs to, by its index in the running backend list.
+    /// The backend it belongs to, by its index in the running backend list
+    /// ([`super::REMOVED`] once a reload removed it).
     pub fn backend(&self) -> BackendIndex {
         BackendIndex(self.marks.index.load(Ordering::Relaxed))
+    }
+
+    /// The backend's id, for [`super::Pools::server`]: unlike its index, it cannot come to
+    /// name another server.
+    pub fn server(&self) -> u32 {
+        self.marks.uid
     }
 
     /// True when the backend's pools were drained after this connection was made (failover,
