@@ -513,44 +513,13 @@ async fn renumbered() {
 async fn kill_query_reaches_a_statement_across_a_renumbering() {
     let _serial = faults::SERIAL.lock().await;
     let (cluster, text, file, handle, opts) = reloadable("renumber_kill").await;
-    let mut sleeper = Conn::new(opts.clone()).await.unwrap();
+    let sleeper = Conn::new(opts.clone()).await.unwrap();
     let id = sleeper.id();
-    let sleeping = tokio::spawn(async move {
-        let result = sleeper.query_first::<i64, _>("SELECT SLEEP(10)").await;
-        (Instant::now(), result)
-    });
-    let ports = cluster.ports.clone();
-    let running = eventually(Duration::from_secs(10), move || {
-        let ports = ports.clone();
-        async move {
-            for port in ports {
-                let mut c = direct(port).await;
-                let n: Option<u64> = c
-                    .query_first("SELECT COUNT(*) FROM information_schema.processlist WHERE info = 'SELECT SLEEP(10)'")
-                    .await
-                    .unwrap();
-                if n.unwrap_or(0) > 0 {
-                    return true;
-                }
-            }
-            false
-        }
-    })
-    .await;
-    assert!(running, "the statement runs");
+    let sleeping = common::sleep_in_background(&cluster, sleeper, 10).await;
     file.replace(&rotated(&text));
     let _changes = handle.reload().await.expect("the reload is accepted");
-
     let mut killer = Conn::new(opts).await.unwrap();
-    let killed_at = Instant::now();
-    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
-    let (returned_at, result) = sleeping.await.unwrap();
-    let took = returned_at.saturating_duration_since(killed_at);
-    assert!(took < Duration::from_secs(2), "SLEEP(10) returned {took:?} after KILL QUERY");
-    match result {
-        Ok(v) => assert_eq!(v, Some(1), "an interrupted SLEEP returns 1"),
-        Err(e) => assert_eq!(server_error(&e).0, 1317),
-    }
+    common::kill_query_interrupts(&mut killer, id, sleeping, Duration::from_secs(2)).await;
 }
 
 /// `text` with the same backends rotated by one place: every index changes.

@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::raw::{err_code, RawClient};
 use common::{direct_opts, fresh_db, server_error, Cluster, TestProxy};
@@ -315,34 +315,9 @@ async fn kill_query_stops_a_sleep_within_a_second() {
     other.backend_password = Some("app".into());
     config.users.push(other);
     let proxy = TestProxy::start_with(cluster, config).await;
-    let mut sleeper = proxy.connect().await;
+    let sleeper = proxy.connect().await;
     let id = sleeper.id();
-    let sleeping = tokio::spawn(async move {
-        let result = sleeper.query_first::<i64, _>("SELECT SLEEP(30)").await;
-        (Instant::now(), result)
-    });
-    // Wait until the statement is running on a backend.
-    let direct = proxy.cluster.primary_conn().await;
-    let running = common::eventually(Duration::from_secs(10), || {
-        let cluster = proxy.cluster.clone();
-        async move {
-            let mut n = 0u64;
-            for port in cluster.ports {
-                let mut c = Conn::new(direct_opts(port, None)).await.unwrap();
-                n += c
-                    .query_first::<u64, _>(
-                        "SELECT COUNT(*) FROM information_schema.processlist WHERE info = 'SELECT SLEEP(30)'",
-                    )
-                    .await
-                    .unwrap()
-                    .unwrap();
-            }
-            n > 0
-        }
-    })
-    .await;
-    assert!(running);
-    let _ = direct.disconnect().await;
+    let sleeping = common::sleep_in_background(&proxy.cluster, sleeper, 30).await;
 
     let opts = mysql_async::OptsBuilder::from_opts(proxy.opts(None)).user(Some("other")).pass(Some("other"));
     let mut intruder = Conn::new(opts).await.unwrap();
@@ -350,15 +325,7 @@ async fn kill_query_stops_a_sleep_within_a_second() {
     assert_eq!(server_error(&err).0, 1095, "another user's connection ids are refused");
 
     let mut killer = proxy.connect().await;
-    let killed_at = Instant::now();
-    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
-    let (returned_at, result) = sleeping.await.unwrap();
-    let took = returned_at.duration_since(killed_at);
-    assert!(took < Duration::from_secs(1), "SLEEP(30) returned {took:?} after KILL QUERY");
-    match result {
-        Ok(v) => assert_eq!(v, Some(1), "an interrupted SLEEP returns 1"),
-        Err(e) => assert_eq!(server_error(&e).0, 1317),
-    }
+    common::kill_query_interrupts(&mut killer, id, sleeping, Duration::from_secs(1)).await;
     let err = killer.query_drop("KILL QUERY 4000000000").await.unwrap_err();
     assert_eq!(server_error(&err).0, 1094);
 }

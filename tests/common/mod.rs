@@ -248,3 +248,54 @@ impl Drop for ProxyProcess {
         let _ = std::fs::remove_file(&self.config_path);
     }
 }
+
+/// What a statement run in the background ended with, and when.
+pub type Ended<T> = tokio::task::JoinHandle<(std::time::Instant, Result<Option<T>, mysql_async::Error>)>;
+
+/// Runs `SELECT SLEEP(secs)` on `sleeper` in the background and returns once a node of `cluster`
+/// runs it.
+pub async fn sleep_in_background(cluster: &Cluster, mut sleeper: Conn, secs: u32) -> Ended<i64> {
+    let sql = format!("SELECT SLEEP({secs})");
+    let sleeping = tokio::spawn({
+        let sql = sql.clone();
+        async move {
+            let result = sleeper.query_first::<i64, _>(sql).await;
+            (std::time::Instant::now(), result)
+        }
+    });
+    let ports = cluster.ports.clone();
+    let running = eventually(Duration::from_secs(10), move || {
+        let (ports, sql) = (ports.clone(), sql.clone());
+        async move {
+            for port in ports {
+                let mut c = Conn::new(direct_opts(port, None)).await.unwrap();
+                let n: Option<u64> = c
+                    .exec_first("SELECT COUNT(*) FROM information_schema.processlist WHERE info = ?", (sql.as_str(),))
+                    .await
+                    .unwrap();
+                let _ = c.disconnect().await;
+                if n.unwrap_or(0) > 0 {
+                    return true;
+                }
+            }
+            false
+        }
+    })
+    .await;
+    assert!(running, "the statement runs on a backend");
+    sleeping
+}
+
+/// Sends `KILL QUERY id` through `killer` and checks that the sleep `sleeping` runs ends, interrupted,
+/// within `bound`.
+pub async fn kill_query_interrupts(killer: &mut Conn, id: u32, sleeping: Ended<i64>, bound: Duration) {
+    let killed_at = std::time::Instant::now();
+    killer.query_drop(format!("KILL QUERY {id}")).await.unwrap();
+    let (returned_at, result) = sleeping.await.unwrap();
+    let took = returned_at.saturating_duration_since(killed_at);
+    assert!(took < bound, "the SLEEP returned {took:?} after KILL QUERY");
+    match result {
+        Ok(v) => assert_eq!(v, Some(1), "an interrupted SLEEP returns 1"),
+        Err(e) => assert_eq!(server_error(&e).0, 1317),
+    }
+}
