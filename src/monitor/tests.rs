@@ -304,8 +304,9 @@ fn a_suspect_last_seen_before_the_promotion_does_not_hold_it_back() {
         Election { primary: b(0), split_brain: true },
         "stalled, but it answered after the other turned writable"
     );
-    // Not stalled (one long statement), whatever the times: not replaced, so it holds the
-    // promoted one back until its probe fails or answers.
+    // Not stalled (one long statement: the tracker keeps a single waiting statement silent, not
+    // stalled; see `the_data_path_weighs_in_on_failed_probes`), whatever the times: not
+    // replaced, so it holds the promoted one back until its probe fails or answers.
     let busy = |last_ok| Candidate { reachable: true, ..old(last_ok) };
     assert_eq!(elect(b(0), &[busy(at(0)), promoted(at(1200))]), Election { primary: b(0), split_brain: true });
     let alone = [silent(at(0)), c(1, true, true, Some(false))];
