@@ -439,7 +439,7 @@ impl Pools {
     /// The pool for `key`, creating it with `node`'s address and `user`'s backend credentials.
     ///
     /// A caller still routing by the topology from before a reload that renumbered the backends
-    /// (the monitor publishes the new one up to a second later) names a backend that is not at
+    /// (until the monitor publishes the new one, moments later) names a backend that is not at
     /// `key.backend` any more. It gets a pool of its own for the server it chose, already
     /// forgotten (its connections close once returned) and sharing the marks of that server's
     /// new index, so that it neither takes nor leaves behind a pool the index's new backend
