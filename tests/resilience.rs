@@ -168,6 +168,15 @@ async fn a_read_pinned_to_a_frozen_replica_fails_after_the_stall_bound() {
     with_cleanup(stall_bound(), restore_cluster()).await;
 }
 
+/// Runs `sql`, which must fail: the server error's code and message, and how long it took.
+async fn failure(conn: &mut Conn, sql: &str) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let err = conn.query_drop(sql).await.unwrap_err();
+    let waited = started.elapsed();
+    let (code, _, message) = server_error(&err);
+    (code, message, waited)
+}
+
 async fn stall_bound() {
     restore_cluster().await;
     let cluster = Cluster::shared().await;
@@ -196,20 +205,14 @@ async fn stall_bound() {
     // A statement too large for the socket buffers of a server that reads nothing: its send is
     // bounded like the wait for an answer (before, it blocked for pool.query_timeout).
     let big = format!("/* rwsplit:backend={name} */ SELECT LENGTH('{}')", "x".repeat(48 << 20));
-    let started = Instant::now();
-    let err = sender.query_drop(&big).await.unwrap_err();
-    let waited = started.elapsed();
-    let (code, _, message) = server_error(&err);
+    let (code, message, waited) = failure(&mut sender, &big).await;
     eprintln!("48 MiB hinted read to the frozen replica failed after {waited:?}: {code} {message}");
     assert_eq!(code, 1158, "{message}");
     assert!(message.contains("replica_read_timeout"), "the error names the bound: {message}");
     assert!(waited < Duration::from_secs(5), "the send was bounded: {waited:?}");
     drop(sender);
 
-    let started = Instant::now();
-    let err = conn.query_drop(&hinted).await.unwrap_err();
-    let waited = started.elapsed();
-    let (code, _, message) = server_error(&err);
+    let (code, message, waited) = failure(&mut conn, &hinted).await;
     eprintln!("hinted read on the frozen replica failed after {waited:?}: {code} {message}");
     assert_eq!(code, 1158, "ER_NET_READ_ERROR, a lost connection to drivers: {message}");
     assert!(message.contains("replica_read_timeout"), "the error names the bound: {message}");

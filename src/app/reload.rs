@@ -145,24 +145,20 @@ pub(super) fn apply(shared: &Shared, old: &Config, new: Config) -> Vec<String> {
     let digests = new.stats.digests as usize;
     let forget_all = old.pool != new.pool;
     let users: BTreeSet<String> = changed_users(old, &new);
-    let moved: BTreeSet<usize> = moved_backends(&old.backends, &new.backends);
-    let key = |b: &crate::config::BackendConfig| (b.name.clone(), b.host.clone(), b.port);
-    let new_index: Vec<Option<usize>> =
-        old.backends.iter().map(|o| new.backends.iter().position(|b| key(b) == key(o))).collect();
-    let backends = new.backends.clone();
+    let new = Arc::new(new);
     // Before the swap: sessions still routing by the old topology must find the pools already
-    // numbered the new way (they get pools of their own for servers that moved), and the monitor
-    // must not see the new list before the pools follow it.
-    shared.pools.reindex(&new_index, &backends);
-    shared.config.store(Arc::new(new));
-    if old.backends != backends {
+    // numbered the new way (the pools of backends whose position changed are forgotten there, and
+    // such sessions get pools of their own), and the monitor must not see the new list before
+    // the pools follow it.
+    let moved = shared.pools.reindex(&new_positions(&old.backends, &new.backends), &new.backends);
+    shared.config.store(new.clone());
+    if old.backends != new.backends {
         // Wakes the monitor, which follows the new list before anything else: until it
         // publishes the renumbered topology, sessions routing by the old one get pools of their own.
         shared.topology.request_probe();
     }
     // After the swap, so that the next checkout builds each pool from the new config.
-    let forgotten =
-        shared.pools.forget(|key| forget_all || users.contains(&key.user) || moved.contains(&key.backend.0));
+    let forgotten = moved + shared.pools.forget(|key| forget_all || users.contains(&key.user));
     if forgotten > 0 {
         tracing::info!(pools = forgotten, "pools rebuilt; their connections close once returned");
     }
@@ -203,10 +199,9 @@ fn changed_users(old: &Config, new: &Config) -> BTreeSet<String> {
         .collect()
 }
 
-/// Positions whose backend is not the same server any more (removed, replaced, re-addressed).
-fn moved_backends(old: &[BackendConfig], new: &[BackendConfig]) -> BTreeSet<usize> {
-    let key = |b: &BackendConfig| (b.name.clone(), b.host.clone(), b.port);
-    (0..old.len()).filter(|&i| new.get(i).map(key) != old.get(i).map(key)).collect()
+/// Where each old backend is in `new` (`None`: removed, replaced or re-addressed).
+fn new_positions(old: &[BackendConfig], new: &[BackendConfig]) -> Vec<Option<usize>> {
+    old.iter().map(|o| new.iter().position(|b| b.same_server(o))).collect()
 }
 
 /// One line per change, for the log and the reload's answer.
@@ -294,9 +289,9 @@ mod tests {
                 "logging.level \"info\" -> \"debug\""
             ]
         );
-        assert!(moved_backends(&old.backends, &new.backends).is_empty(), "appending moves nothing");
+        assert_eq!(new_positions(&old.backends, &new.backends), [Some(0), Some(1)], "appending moves nothing");
         new.backends.remove(0);
-        assert_eq!(moved_backends(&old.backends, &new.backends), BTreeSet::from([0, 1]));
+        assert_eq!(new_positions(&old.backends, &new.backends), [None, Some(0)], "both positions change");
         assert_eq!(describe(&old, &old), ["no changes"]);
     }
 

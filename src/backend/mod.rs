@@ -16,7 +16,7 @@ mod topology;
 
 pub use conn::{Conn, ConnectParams, ServerInfo};
 pub use gtid::{Gtid, ParseError as GtidParseError, Position as GtidPosition};
-pub use pool::{Evidence, Lease, Pool, PoolKey, PoolStats, Pools, ResetCounts, Server, Watch, REMOVED, STALLED_WAITS};
+pub use pool::{Evidence, Lease, Pool, PoolKey, PoolStats, Pools, ResetCounts, Watch, REMOVED, STALLED_WAITS};
 pub use state::{Applied, State};
 pub use stmt::{GlobalId, Owner, StmtCache};
 pub use topology::{BackendIndex, Balancer, Health, Node, Replication, Role, Topology, TopologyCell};

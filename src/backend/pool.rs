@@ -26,7 +26,7 @@ use super::conn::{Conn, ConnectParams};
 use super::tls::Connector;
 use super::topology::{BackendIndex, Node};
 use super::Error;
-use crate::config::{BackendConfig, BackendId, PoolConfig, UserConfig};
+use crate::config::{BackendConfig, PoolConfig, UserConfig};
 use crate::protocol::CapabilityFlags;
 
 use watch::Marks;
@@ -367,9 +367,9 @@ struct Inner {
     caps: HashMap<BackendIndex, Arc<Cap>>,
     /// `[[users]] max_backend_connections`, per backend and user.
     user_caps: HashMap<(BackendIndex, String), Arc<Cap>>,
-    /// The running backend list (name, host, port) by index, as the last reload numbered it;
-    /// empty until [`Pools::set_layout`] (then every caller's node is taken as current).
-    layout: Vec<(BackendId, String, u16)>,
+    /// The running backend list, as the last reload numbered it; empty until
+    /// [`Pools::set_layout`] (then every caller's node is taken as current).
+    layout: Vec<BackendConfig>,
     next_pool_id: u64,
     /// The last [`Marks::uid`] given.
     last_uid: u32,
@@ -387,33 +387,15 @@ impl Inner {
         if self.layout.is_empty() {
             return Some(asked);
         }
-        let at = |i: usize| {
-            self.layout.get(i).is_some_and(|(n, h, p)| (n, h, *p) == (&backend.name, &backend.host, backend.port))
-        };
-        if at(asked.0) {
+        if self.layout.get(asked.0).is_some_and(|b| b.same_server(backend)) {
             return Some(asked);
         }
-        (0..self.layout.len()).find(|&i| at(i)).map(BackendIndex)
+        self.layout.iter().position(|b| b.same_server(backend)).map(BackendIndex)
     }
-}
-
-/// A backend's name and address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Server {
-    /// `[[backends]] name`.
-    pub name: String,
-    /// Host name or address.
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
 }
 
 /// The index of a backend a reload removed, in leases still holding one of its connections.
 pub const REMOVED: BackendIndex = BackendIndex(usize::MAX);
-
-fn layout(backends: &[BackendConfig]) -> Vec<(BackendId, String, u16)> {
-    backends.iter().map(|b| (b.name.clone(), b.host.clone(), b.port)).collect()
-}
 
 /// Idle connections a checkout may find closed by the server before it gives up on the pool's
 /// idle list (each one found is dropped, so this only bounds pathological cases).
@@ -461,16 +443,7 @@ impl Pools {
                 map.caps.entry(backend).or_insert_with(|| Arc::new(Cap::new(per_backend))).clone(),
             ),
             // Removed by the reload: nothing the monitor drains refers to it any more.
-            None => (
-                Arc::new(Marks {
-                    index: REMOVED.0.into(),
-                    uid: map.uid(),
-                    stalls: self.stalls.clone(),
-                    ..Marks::default()
-                }),
-                Arc::default(),
-                Arc::new(Cap::new(per_backend)),
-            ),
+            None => (self.new_marks(&mut map, REMOVED), Arc::default(), Arc::new(Cap::new(per_backend))),
         };
         cap.resize(per_backend);
         let mut caps = vec![cap.clone()];
@@ -612,23 +585,21 @@ impl Pools {
         if let Some(marks) = map.generations.get(&backend) {
             return marks.clone();
         }
-        let marks = Arc::new(Marks {
-            index: backend.0.into(),
-            uid: map.uid(),
-            stalls: self.stalls.clone(),
-            ..Marks::default()
-        });
+        let marks = self.new_marks(map, backend);
         map.generations.insert(backend, marks.clone());
         marks
     }
 
-    /// The address and name of the backend with id `uid` ([`Lease::server`]); `None` once a
-    /// reload removed it.
-    pub fn server(&self, uid: u32) -> Option<Server> {
+    /// Fresh marks for the backend at `index`, with a new id.
+    fn new_marks(&self, map: &mut Inner, index: BackendIndex) -> Arc<Marks> {
+        Arc::new(Marks { index: index.0.into(), uid: map.uid(), stalls: self.stalls.clone(), ..Marks::default() })
+    }
+
+    /// The backend with id `uid` ([`Lease::server`]); `None` once a reload removed it.
+    pub fn server(&self, uid: u32) -> Option<BackendConfig> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (index, _) = map.generations.iter().find(|(_, marks)| marks.uid == uid)?;
-        let (name, host, port) = map.layout.get(index.0)?;
-        Some(Server { name: name.to_string(), host: host.clone(), port: *port })
+        map.layout.get(index.0).cloned()
     }
 
     fn retire(&self, backend: BackendIndex, demoted: bool) {
@@ -655,14 +626,16 @@ impl Pools {
     /// its new index (`new_index[old]`, `None` when it was removed), so that the monitor's drains
     /// and evidence at an index keep meaning the backend there, also for connections sessions
     /// still hold. A removed backend's entries go (connections still held keep theirs); a new
-    /// one gets fresh entries on first use. Pools themselves are left to [`Pools::forget`].
+    /// one gets fresh entries on first use.
     ///
-    /// Under the same lock, the pools of every backend whose index changes are forgotten, so
-    /// that no session finds one at an index that now means another server, and the layout
-    /// [`Pools::pool`] checks callers' nodes against becomes `backends`.
-    pub fn reindex(&self, new_index: &[Option<usize>], backends: &[BackendConfig]) {
+    /// Under the same lock, the pools at every index whose backend changes are forgotten (without
+    /// retiring their connections, as [`Pools::forget`] does), so that no session finds one at an
+    /// index that now means another server, and the layout [`Pools::pool`] checks callers' nodes
+    /// against becomes `backends`. Returns how many pools were forgotten.
+    pub fn reindex(&self, new_index: &[Option<usize>], backends: &[BackendConfig]) -> usize {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        map.layout = layout(backends);
+        map.layout = backends.to_vec();
+        let before = map.pools.len();
         map.pools.retain(|key, pool| {
             let keep = new_index.get(key.backend.0).is_none_or(|to| *to == Some(key.backend.0));
             if !keep {
@@ -683,6 +656,7 @@ impl Pools {
         map.prepared = map.prepared.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.caps = map.caps.drain().filter_map(|(b, v)| Some((to(&b)?, v))).collect();
         map.user_caps = map.user_caps.drain().filter_map(|((b, u), v)| Some(((to(&b)?, u), v))).collect();
+        before - map.pools.len()
     }
 
     /// Where the pools number `backend`, which the caller knows at `index` (the monitor's
@@ -694,7 +668,7 @@ impl Pools {
 
     /// Records the backend list pools are numbered by (at startup; reloads use [`Pools::reindex`]).
     pub fn set_layout(&self, backends: &[BackendConfig]) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).layout = layout(backends);
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).layout = backends.to_vec();
     }
 
     /// Forgets the pools `pred` selects without retiring their connections (a reload that changed

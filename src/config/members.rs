@@ -65,6 +65,13 @@ pub struct BackendConfig {
     pub role: Role,
 }
 
+impl BackendConfig {
+    /// True when `other` is the same server under the same name (what a reload keeps).
+    pub fn same_server(&self, other: &BackendConfig) -> bool {
+        self.name == other.name && self.host == other.host && self.port == other.port
+    }
+}
+
 fn default_port() -> u16 {
     3306
 }

@@ -356,7 +356,7 @@ impl Session {
                 tracing::debug!(thread, "backend refused KILL QUERY (statement already finished?)");
             }
             Ok(_) => {}
-            Err(err) => return Err(ClientError::checkout_failed(&server.name, user.name.as_str(), &err)),
+            Err(err) => return Err(ClientError::checkout_failed(server.name.as_str(), user.name.as_str(), &err)),
         }
         Ok(())
     }

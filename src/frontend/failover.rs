@@ -33,9 +33,8 @@ use crate::router::Target;
 const RETRY_PRIMARY: Duration = Duration::from_millis(500);
 
 /// Completes once a snapshot names no primary or another one than `index` (never, if the cell
-/// goes away).
-/// Completes at once when the last publication already named another primary than the snapshot
-/// the caller acts on (it may be older than the receiver).
+/// goes away): at once when the last publication already did (the snapshot the caller acts on
+/// may be older than the receiver).
 async fn primary_moved(changes: &mut tokio::sync::watch::Receiver<Option<BackendIndex>>, index: BackendIndex) {
     loop {
         if *changes.borrow_and_update() != Some(index) {

@@ -384,9 +384,8 @@ impl Coordinator {
             return;
         }
         self.config = config.clone();
-        let key = |b: &BackendConfig| (b.name.clone(), b.host.clone(), b.port);
         let same_list = config.backends.len() == self.topology.nodes.len()
-            && config.backends.iter().zip(&self.topology.nodes).all(|(b, n)| key(b) == key(&n.config));
+            && config.backends.iter().zip(&self.topology.nodes).all(|(b, n)| b.same_server(&n.config));
         if same_list {
             let mut next = self.topology.clone();
             for (node, backend) in next.nodes.iter_mut().zip(&config.backends) {
@@ -397,7 +396,7 @@ impl Coordinator {
         }
         tracing::info!(backends = config.backends.len(), "backend list changed; restarting the monitor's probes");
         let old_index =
-            |backend: &BackendConfig| self.topology.nodes.iter().position(|n| key(&n.config) == key(backend));
+            |backend: &BackendConfig| self.topology.nodes.iter().position(|n| n.config.same_server(backend));
         let mut next = Topology::from_config(&config);
         let mut trackers = vec![Tracker::default(); next.nodes.len()];
         for (node, tracker) in next.nodes.iter_mut().zip(&mut trackers) {
@@ -412,8 +411,9 @@ impl Coordinator {
                 *tracker = self.trackers[i].clone();
             }
         }
-        let old_primary = self.topology.primary.and_then(|p| self.topology.node(p)).map(|n| key(&n.config));
-        next.primary = next.nodes.iter().find(|n| Some(key(&n.config)) == old_primary).map(|n| n.index);
+        let old_primary = self.topology.primary.and_then(|p| self.topology.node(p)).map(|n| n.config.clone());
+        next.primary =
+            next.nodes.iter().find(|n| old_primary.as_ref().is_some_and(|p| p.same_server(&n.config))).map(|n| n.index);
         if let Some(primary) = next.primary {
             next.nodes[primary.0].role = Role::Primary;
         } else {

@@ -374,3 +374,50 @@ fn the_data_path_weighs_in_on_failed_probes() {
     assert_eq!(u.record_corroborated_failure(th), Some(false), "decisive: down at once");
     assert!(!u.is_up());
 }
+
+/// Between a reload's renumbering of the pools and the coordinator following the new list, a
+/// backend the coordinator takes down (by the index it still knows it at) is drained where the
+/// pools number it now, and no other backend is.
+#[tokio::test]
+async fn a_backend_taken_down_by_its_old_index_is_drained_at_its_new_one() {
+    let h = host(Duration::from_secs(10));
+    let config = h.config.load_full();
+    h.pools.set_layout(&config.backends);
+    let mut co = Coordinator::new(h.clone());
+    let t0 = Instant::now();
+    co.apply(full(0, t0, node(true, "0-1-5", false)));
+    co.apply(full(1, t0, node(false, "0-1-5", true)));
+    co.apply(full(2, t0, node(false, "0-1-5", true)));
+    // The reload lists n1 n2 n0: the pools follow at once, the coordinator not yet.
+    let mut rotated = config.backends.clone();
+    rotated.rotate_left(1);
+    h.pools.reindex(&[Some(2), Some(0), Some(1)], &rotated);
+    let renumbered = Topology::from_config(&Config { backends: rotated, ..(*config).clone() });
+    let user = Config::from_toml(
+        "[[backends]]\nname = \"x\"\nhost = \"127.0.0.1\"\nrole = \"primary\"\n[[users]]\nname = \"u\"\npassword = \"p\"\n",
+    )
+    .unwrap()
+    .users
+    .remove(0);
+    let pools: Vec<_> = renumbered
+        .nodes
+        .iter()
+        .map(|n| {
+            let key = crate::backend::PoolKey {
+                backend: n.index,
+                user: "u".into(),
+                capabilities: 0,
+                extended: 0,
+                collation: 0,
+                with_schema: false,
+            };
+            h.pools.pool(&key, n, &user, &config.pool)
+        })
+        .collect();
+    // n1, index 1 to the coordinator, fails its probes.
+    co.apply(full(1, t0, down()));
+    co.apply(full(1, t0, down()));
+    assert_eq!(h.topology.load().nodes[1].health, Health::Down);
+    let forgotten: Vec<bool> = pools.iter().map(|p| p.is_forgotten()).collect();
+    assert_eq!(forgotten, [true, false, false], "n1's pools, now at index 0, were drained");
+}
