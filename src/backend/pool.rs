@@ -91,14 +91,12 @@ pub struct Manager {
 struct Failures {
     notify: tokio::sync::Notify,
     last: Mutex<Option<Error>>,
-    /// Set while [`Failures::refusal`] may hold a refusal (one relaxed load per checkout).
-    refusing: AtomicBool,
     /// The server's last refusal of the pool's login, and when.
     refusal: Mutex<Option<(Instant, Error)>>,
 }
 
-/// How long a pool answers checkouts with the server's refusal of its login instead of logging
-/// in again: a misconfigured user's every statement would otherwise cost the backend a failed
+/// How long a pool answers the checkouts that would have to log in with the server's refusal of
+/// its login instead of logging in again: a misconfigured user's every statement would otherwise cost the backend a failed
 /// login (which may lock the account under `FAILED_LOGIN_ATTEMPTS`, or block the proxy's host
 /// under `max_connect_errors`) and the log a line. A reload that changes the user's backend
 /// credentials makes a new pool, which tries at once. Idle connections the pool logged in
@@ -114,22 +112,14 @@ impl Failures {
     /// Remembers a refused login (see [`REFUSAL_MEMORY`]).
     fn refused(&self, err: &Error) {
         *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), err.for_waiters()));
-        self.refusing.store(true, Ordering::Relaxed);
     }
 
     /// The server's refusal of this pool's login if it came within [`REFUSAL_MEMORY`] of `now`.
     fn recent_refusal(&self, now: Instant) -> Option<Error> {
-        if !self.refusing.load(Ordering::Relaxed) {
-            return None;
-        }
-        let mut refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
+        let refusal = self.refusal.lock().unwrap_or_else(|p| p.into_inner());
         match &*refusal {
             Some((at, err)) if now.saturating_duration_since(*at) < REFUSAL_MEMORY => Some(err.for_waiters()),
-            _ => {
-                *refusal = None;
-                self.refusing.store(false, Ordering::Relaxed);
-                None
-            }
+            _ => None,
         }
     }
 
@@ -148,8 +138,10 @@ impl bb8::ManageConnection for Manager {
     type Error = Error;
 
     async fn connect(&self) -> Result<Box<Conn>, Error> {
-        // Checkouts that passed the refusal check together (an idle connection was there for
-        // one of them), or bb8 refilling `min_idle`: no login while the refusal is remembered.
+        // No login while a refusal is remembered: the checkout waiting for this connection (or
+        // bb8 refilling `min_idle`) gets the refusal. Idle connections logged in before it (a
+        // password changed on the server, an account at its connection limit) still serve, as
+        // bb8 hands them out without calling this.
         if let Some(refusal) = self.failures.recent_refusal(Instant::now()) {
             self.failures.announce(&refusal);
             return Err(refusal);
@@ -515,13 +507,6 @@ impl Pools {
         retryable: bool,
         now: Instant,
     ) -> Result<Lease, Error> {
-        if let Some(refusal) = pool.failures.recent_refusal(now) {
-            // Only a checkout that would have to log in gets it: connections logged in before
-            // (a password changed on the server, an account at its connection limit) still serve.
-            if pool.inner.state().idle_connections == 0 {
-                return Err(refusal);
-            }
-        }
         // Created before asking bb8, so that a connect failure announced while this checkout
         // waits is seen; creating it takes no lock, and it is only polled when bb8 has to wait.
         let failed = pool.failures.notify.notified();
