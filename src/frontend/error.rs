@@ -178,7 +178,6 @@ impl ClientError {
             1130 => " (the backend does not accept this account from the proxy's host)",
             _ => " (check backend_user and backend_password of this user in the proxy's configuration, and the account on the backend)",
         };
-        tracing::debug!(backend, user, error = %err, "the backend refused the proxy's login for this user");
         Self::new(
             code,
             &sqlstate,

@@ -163,7 +163,7 @@ impl Tracker {
     ///   whatever the traffic), or when the last successful probe is older than
     ///   [`DISCOUNT_LIMIT`] (what the monitor knows of `read_only` and lag is that old);
     /// * otherwise discounted when the backend answered statements during the probe or in the
-    ///   last [`ANSWER_WINDOW`]: every probe timing out while statements succeed says the proxy
+    ///   last `ANSWER_WINDOW`: every probe timing out while statements succeed says the proxy
     ///   is short of CPU, not that the servers failed.
     pub fn weigh_failure(&self, started: Instant, now: Instant, timed_out: bool) -> Weight {
         if self.data_path_stalled() {

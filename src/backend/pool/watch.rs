@@ -74,7 +74,7 @@ impl Drop for Waiting<'_> {
 pub struct Evidence {
     /// Statements answered so far.
     pub answered: u64,
-    /// Slices of [`RETIRE_CHECK`] that watched statements waited without a byte, so far.
+    /// 200 ms slices (`RETIRE_CHECK`) that watched statements waited without a byte, so far.
     pub silent: u64,
     /// Watched statements waiting now that have gone at least one slice without a byte.
     pub waiting: u32,
@@ -142,7 +142,7 @@ impl Lease {
     }
 
     /// Waits up to `timeout` for more response bytes, within what [`Lease::watch`] set. Shadows
-    /// [`Conn::fill`] for leases. A timed-out socket read loses nothing (`read_buf` is
+    /// [`Conn::fill`](super::Conn::fill) for leases. A timed-out socket read loses nothing (`read_buf` is
     /// cancel-safe), so waiting in slices is exact and costs one timer, as one whole wait does.
     pub async fn fill(&mut self, timeout: Duration) -> Result<(), Error> {
         let limit = match self.watch {
@@ -171,9 +171,9 @@ impl Lease {
         }
     }
 
-    /// [`Conn::send_after`] within what [`Lease::watch`] set: a send that a frozen server's full
+    /// [`Conn::send_after`](super::Conn::send_after) within what [`Lease::watch`] set: a send that a frozen server's full
     /// socket buffer blocks (a large statement) is bounded and given up like the wait for its
-    /// answer. Shadows [`Conn::send_after`] for leases.
+    /// answer. Shadows [`Conn::send_after`](super::Conn::send_after) for leases.
     pub async fn send_after(&mut self, framed: &[u8], payload: &[u8], timeout: Duration) -> Result<(), Error> {
         let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
         if framed.len() + payload.len() <= SMALL_SEND {
@@ -185,12 +185,12 @@ impl Lease {
         watched(work, watch, &self.marks, mine, timeout, Evidential::No).await
     }
 
-    /// [`Lease::send_after`] with nothing framed before. Shadows [`Conn::send`] for leases.
+    /// [`Lease::send_after`] with nothing framed before. Shadows [`Conn::send`](super::Conn::send) for leases.
     pub async fn send(&mut self, payload: &[u8], timeout: Duration) -> Result<(), Error> {
         self.send_after(&[], payload, timeout).await
     }
 
-    /// [`Conn::sync_to`] within what [`Lease::watch`] set. After [`Error::Abandoned`] or
+    /// [`Conn::sync_to`](super::Conn::sync_to) within what [`Lease::watch`] set. After [`Error::Abandoned`] or
     /// [`Error::Demoted`] the connection is in an unknown state, and the caller drops it.
     pub async fn sync_to(
         &mut self,
@@ -203,7 +203,7 @@ impl Lease {
         watched(work, watch, &self.marks, mine, timeout, Evidential::Yes).await
     }
 
-    /// [`Conn::prepare`] within what [`Lease::watch`] set.
+    /// [`Conn::prepare`](super::Conn::prepare) within what [`Lease::watch`] set.
     pub async fn prepare(
         &mut self,
         sql: &[u8],
@@ -214,7 +214,7 @@ impl Lease {
         watched(work, watch, &self.marks, mine, timeout, Evidential::Yes).await
     }
 
-    /// [`Conn::command_reply`] within what [`Lease::watch`] set.
+    /// [`Conn::command_reply`](super::Conn::command_reply) within what [`Lease::watch`] set.
     pub async fn command_reply(&mut self, payload: &[u8], timeout: Duration) -> Result<bytes::Bytes, Error> {
         let (watch, mine, limit) = (self.watch, self.conn.generation, self.limit(timeout));
         let work = self.conn.command_reply(payload, limit);
